@@ -1,0 +1,181 @@
+"""The `cronlease` command line: parse, dispatch, turn user mistakes into exit 2 and a sentence."""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from datetime import timezone
+
+from scheduler import __version__
+from scheduler.commands import REDIS_COMMANDS
+from scheduler.config import Config, ConfigError, Schedule, load_config
+from scheduler.settings import Settings, add_common_flags, settings_from_args
+from scheduler.timefmt import parse_instant, rfc3339_local, rfc3339_utc
+
+EXIT_OK = 0
+EXIT_UNAVAILABLE = 1
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    """A user's mistake: printed as one sentence, exit 2."""
+
+
+Handler = Callable[[argparse.Namespace, Settings], int]
+
+
+def _load(settings: Settings) -> Config:
+    return load_config(settings.config_path)
+
+
+def cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
+    config = _load(settings)
+    enabled = sum(1 for s in config.schedules if s.enabled)
+    print(
+        f"{settings.config_path}: OK, {len(config.schedules)} schedules "
+        f"({enabled} enabled), config hash {config.digest}"
+    )
+    return EXIT_OK
+
+
+def find_schedule(config: Config, name: str) -> Schedule:
+    by_name = config.by_name()
+    if name in by_name:
+        return by_name[name]
+    close = difflib.get_close_matches(name, list(by_name), n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    raise UsageError(f"unknown schedule {name!r} in {config.source}{hint}")
+
+
+def cmd_next(args: argparse.Namespace, settings: Settings) -> int:
+    config = _load(settings)
+    if args.n < 1:
+        raise UsageError("-n must be at least 1")
+    if args.from_ is None:
+        start = int(time.time())
+    else:
+        try:
+            start = int(parse_instant(args.from_, timezone.utc).timestamp())
+        except ValueError as error:
+            raise UsageError(f"--from: {error}") from None
+    schedules = [find_schedule(config, args.name)] if args.name else list(config.schedules)
+    rows: list[tuple[str, str, str]] = []
+    for schedule in schedules:
+        # `--from` is exclusive of itself only in the sense of "strictly after": a fire at
+        # exactly --from is shown, which is what "from" means to a reader.
+        fires = schedule.timeline.upcoming(start - 1, args.n)
+        for fire in fires:
+            if args.json:
+                print(
+                    json.dumps(
+                        {
+                            "schedule": schedule.name,
+                            "fire_time": rfc3339_utc(fire),
+                            "local_time": rfc3339_local(fire, schedule.timezone),
+                        }
+                    )
+                )
+            else:
+                rows.append(
+                    (
+                        schedule.name + ("" if schedule.enabled else " (disabled)"),
+                        f"{rfc3339_local(fire, schedule.timezone)} {schedule.timezone.key}",
+                        rfc3339_utc(fire),
+                    )
+                )
+        if not fires and not args.json:
+            rows.append((schedule.name, "no more fires", "-"))
+    if not args.json:
+        print_table(("SCHEDULE", "LOCAL TIME", "UTC"), rows)
+    return EXIT_OK
+
+
+def print_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        print(
+            "  ".join(
+                str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)
+            ).rstrip()
+        )
+
+
+def build_parser(commands: dict[str, Handler]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cronlease",
+        description="A leader-elected cron scheduler: replicas share a Redis lease; the leader "
+        "enqueues every due run into a Redis Stream exactly once.",
+    )
+    parser.add_argument("--version", action="version", version=f"cronlease {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        add_common_flags(p)
+        return p
+
+    command("validate", "check the schedules file; print FILE:LINE: message per problem")
+    nxt = command("next", "print the next fire times of one or all schedules")
+    nxt.add_argument("name", nargs="?", help="one schedule (default: all)")
+    nxt.add_argument("-n", type=int, default=5, help="how many fire times (default: 5)")
+    nxt.add_argument(
+        "--from",
+        dest="from_",
+        metavar="TIME",
+        help="start here instead of now: ISO 8601 (UTC unless it has an offset) or Unix seconds",
+    )
+    nxt.add_argument("--json", action="store_true", help="one JSON object per line")
+    for name, help_text, extra in EXTRA_COMMANDS:
+        if name in commands:
+            extra(command(name, help_text))
+    return parser
+
+
+def _add_run(p: argparse.ArgumentParser) -> None:
+    del p
+
+
+def _add_status(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="one JSON object")
+
+
+def _add_name(p: argparse.ArgumentParser) -> None:
+    p.add_argument("name", help="the schedule's name")
+
+
+EXTRA_COMMANDS: list[tuple[str, str, Callable[[argparse.ArgumentParser], None]]] = [
+    ("run", "the daemon: elect a leader, lead or follow, serve metrics", _add_run),
+    ("status", "leader, fencing token, replicas, per-schedule last and next fire", _add_status),
+    ("trigger", "enqueue one manual run of a schedule now", _add_name),
+    ("pause", "pause a schedule (kept in Redis, honoured by the leader)", _add_name),
+    ("resume", "resume a paused schedule", _add_name),
+]
+
+
+def commands() -> dict[str, Handler]:
+    table: dict[str, Handler] = {"validate": cmd_validate, "next": cmd_next}
+    table.update(REDIS_COMMANDS)
+    return table
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    table = commands()
+    parser = build_parser(table)
+    args = parser.parse_args(argv)
+    settings = settings_from_args(args)
+    try:
+        return table[args.command](args, settings)
+    except ConfigError as error:
+        for line in error.lines():
+            print(line, file=sys.stderr)
+        print(f"{error.source}: invalid ({len(error.problems)} problems)", file=sys.stderr)
+        return EXIT_USAGE
+    except UsageError as error:
+        print(f"cronlease {args.command}: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130

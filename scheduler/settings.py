@@ -1,0 +1,114 @@
+"""Settings: one value object built from flags and `CRONLEASE_*` environment variables.
+
+Every flag `--some-flag` has the variable `CRONLEASE_SOME_FLAG`; the flag wins.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+from dataclasses import dataclass
+
+from scheduler.durations import parse_duration_s
+
+ENV_PREFIX = "CRONLEASE_"
+
+
+def env_name(flag: str) -> str:
+    return ENV_PREFIX + flag.lstrip("-").upper().replace("-", "_")
+
+
+def env_default(flag: str, default: str | None) -> str | None:
+    return os.environ.get(env_name(flag), default)
+
+
+def duration_arg(text: str) -> float:
+    """argparse type for durations; accepts `10s`, `1500ms`-free forms and plain/decimal seconds."""
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        return float(parse_duration_s(text))
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+@dataclass(frozen=True)
+class Settings:
+    config_path: str = "schedules.yaml"
+    redis_url: str | None = None
+    namespace: str = "cronlease"
+    replica_id: str = ""
+    metrics_port: int = 9464
+    metrics_host: str = "0.0.0.0"
+    lease_ttl_s: float = 10.0
+    log_format: str = "text"
+    log_level: str = "INFO"
+
+    @staticmethod
+    def default_replica_id() -> str:
+        return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def add_common_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags every command shares, each defaulting from its environment variable."""
+
+    def add(flag: str, default: str | None, help_text: str, **kwargs: object) -> None:
+        parser.add_argument(
+            flag,
+            default=env_default(flag, default),
+            help=f"{help_text} [env {env_name(flag)}]",
+            **kwargs,  # type: ignore[arg-type]
+        )
+
+    add("--config", "schedules.yaml", "the schedules file (default: %(default)s)", metavar="FILE")
+    add(
+        "--redis-url",
+        None,
+        "redis://, rediss://, unix:// URL (default: an embedded Redis under .cronlease/ "
+        "beside the config)",
+        metavar="URL",
+    )
+    add("--namespace", "cronlease", "Redis key namespace (default: %(default)s)")
+    add("--replica-id", None, "this replica's id (default: <hostname>-<pid>)", metavar="ID")
+    add(
+        "--metrics-port",
+        "9464",
+        "HTTP port for /metrics, /healthz, /readyz; 0 turns it off (default: %(default)s)",
+        type=int,
+    )
+    add("--metrics-host", "0.0.0.0", "HTTP bind address (default: %(default)s)")
+    add(
+        "--lease-ttl",
+        "10s",
+        "leader lease time-to-live (default: %(default)s)",
+        type=duration_arg,
+        metavar="DURATION",
+    )
+    add("--log-format", "text", "text or json (default: %(default)s)", choices=["text", "json"])
+    add(
+        "--log-level",
+        "INFO",
+        "DEBUG, INFO, WARNING, ERROR (default: %(default)s)",
+        type=str.upper,
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+    )
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    lease_ttl = args.lease_ttl
+    if isinstance(lease_ttl, str):  # an environment default is not passed through `type`
+        lease_ttl = duration_arg(lease_ttl)
+    return Settings(
+        config_path=args.config,
+        redis_url=args.redis_url or None,
+        namespace=args.namespace,
+        replica_id=args.replica_id or Settings.default_replica_id(),
+        metrics_port=int(args.metrics_port),
+        metrics_host=args.metrics_host,
+        lease_ttl_s=float(lease_ttl),
+        log_format=args.log_format,
+        log_level=str(args.log_level).upper(),
+    )
