@@ -44,6 +44,7 @@ class Settings:
     metrics_port: int = 9464
     metrics_host: str = "0.0.0.0"
     lease_ttl_s: float = 10.0
+    redis_timeout_s: float | None = None  # default: min(2s, lease TTL / 4)
     log_format: str = "text"
     log_level: str = "INFO"
 
@@ -87,6 +88,13 @@ def add_common_flags(parser: argparse.ArgumentParser) -> None:
         type=duration_arg,
         metavar="DURATION",
     )
+    add(
+        "--redis-timeout",
+        None,
+        "Redis socket timeout (default: the lease TTL / 4, at most 2s)",
+        type=duration_arg,
+        metavar="DURATION",
+    )
     add("--log-format", "text", "text or json (default: %(default)s)", choices=["text", "json"])
     add(
         "--log-level",
@@ -109,6 +117,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         metrics_port=int(args.metrics_port),
         metrics_host=args.metrics_host,
         lease_ttl_s=float(lease_ttl),
+        redis_timeout_s=None if args.redis_timeout is None else float(args.redis_timeout),
         log_format=args.log_format,
         log_level=str(args.log_level).upper(),
     )

@@ -1,0 +1,66 @@
+"""Every Redis key of a namespace, built in one place.
+
+All keys carry the hash tag `{<namespace>}` so that one Lua script may touch any of them, on
+Redis Cluster too (they all live in one slot).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Keys:
+    namespace: str = "cronlease"
+
+    @property
+    def prefix(self) -> str:
+        return "{" + self.namespace + "}"
+
+    @property
+    def leader(self) -> str:
+        """String with PX: `<token>:<replica-id>` of the lease holder."""
+        return f"{self.prefix}:leader"
+
+    @property
+    def epoch(self) -> str:
+        """Integer, INCR on every acquisition: the fencing token."""
+        return f"{self.prefix}:epoch"
+
+    @property
+    def cursor(self) -> str:
+        """Hash: schedule name -> last handled fire time (Unix seconds)."""
+        return f"{self.prefix}:cursor"
+
+    @property
+    def paused(self) -> str:
+        """Set of paused schedule names."""
+        return f"{self.prefix}:paused"
+
+    @property
+    def generation(self) -> str:
+        """A random id written once; if it vanishes or changes, Redis lost its data."""
+        return f"{self.prefix}:generation"
+
+    @property
+    def handover(self) -> str:
+        """Pub/sub channel: a leader that released its lease says so here."""
+        return f"{self.prefix}:handover"
+
+    @property
+    def replicas(self) -> str:
+        """Sorted set: replica id -> last time it was seen (Redis time, ms)."""
+        return f"{self.prefix}:replicas"
+
+    @property
+    def leader_info(self) -> str:
+        """Hash the leader keeps up to date: since, config hash, token."""
+        return f"{self.prefix}:leader-info"
+
+    def queue(self, name: str) -> str:
+        """Stream of runs for one queue."""
+        return f"{self.prefix}:queue:{name}"
+
+    @property
+    def queue_pattern(self) -> str:
+        return f"{self.prefix}:queue:*"

@@ -1,0 +1,135 @@
+"""Connecting to Redis, and telling people what its errors mean: once per episode, with backoff."""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from urllib.parse import urlsplit, urlunsplit
+
+import redis
+from redis import Redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+log = logging.getLogger(__name__)
+
+
+def redact(url: str) -> str:
+    """The URL with any password replaced by `***`, fit for logs, errors and status output."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+def connect(url: str, socket_timeout_s: float, client_name: str) -> Redis:
+    """A client that never retries on its own: every retry decision is ours, against the lease."""
+    return Redis.from_url(
+        url,
+        socket_timeout=socket_timeout_s,
+        socket_connect_timeout=socket_timeout_s,
+        retry=Retry(NoBackoff(), 0),
+        decode_responses=True,
+        client_name=client_name,
+    )
+
+
+_MEANINGS: list[tuple[type[Exception], str, str]] = [
+    # Order matters: BusyLoadingError is a ConnectionError, ReadOnly and NoPermission are
+    # ResponseErrors.
+    (
+        redis.exceptions.BusyLoadingError,
+        "loading",
+        "Redis is loading its data set after a restart; waiting until it is ready",
+    ),
+    (
+        redis.exceptions.ReadOnlyError,
+        "readonly",
+        "Redis answered READONLY: this server is a replica (a failover happened?); "
+        "not leading until a primary accepts the lease",
+    ),
+    (
+        redis.exceptions.NoPermissionError,
+        "noperm",
+        "Redis refused a command (NOPERM): the ACL user lacks a permission cronlease needs",
+    ),
+    (
+        redis.exceptions.TimeoutError,
+        "timeout",
+        "Redis did not answer in time; retrying with backoff, fenced writes keep this safe",
+    ),
+    (
+        redis.exceptions.ConnectionError,
+        "connection",
+        "cannot reach Redis (refused or reset); retrying with backoff",
+    ),
+    (redis.exceptions.ResponseError, "response", "Redis returned an error"),
+]
+
+
+def classify(error: Exception) -> tuple[str, str]:
+    """(kind, a sentence saying what it means) for a Redis error."""
+    for cls, kind, meaning in _MEANINGS:
+        if isinstance(error, cls):
+            return kind, meaning
+    return "other", "unexpected Redis client error"
+
+
+class ErrorEpisodes:
+    """Logs the first error of an episode loudly and the recovery once; the rest at DEBUG."""
+
+    def __init__(self, where: str) -> None:
+        self._where = where
+        self._kind: str | None = None
+        self._count = 0
+        self._since = 0.0
+
+    @property
+    def in_episode(self) -> bool:
+        return self._kind is not None
+
+    def failed(self, error: Exception) -> str:
+        kind, meaning = classify(error)
+        self._count += 1
+        if self._kind != kind:
+            if self._kind is None:
+                self._since = time.monotonic()
+            self._kind = kind
+            log.warning("%s: %s (%s: %s)", self._where, meaning, type(error).__name__, error)
+        else:
+            log.debug("%s: still failing: %s", self._where, error)
+        return kind
+
+    def recovered(self) -> None:
+        if self._kind is not None:
+            log.warning(
+                "%s: Redis is back after %d failed calls over %.1f s",
+                self._where,
+                self._count,
+                time.monotonic() - self._since,
+            )
+        self._kind = None
+        self._count = 0
+
+
+class Backoff:
+    """Exponential backoff with full jitter, reset on success."""
+
+    def __init__(self, base_s: float = 0.05, cap_s: float = 2.0) -> None:
+        self.base_s = base_s
+        self.cap_s = cap_s
+        self._attempt = 0
+
+    def next_delay(self, cap_s: float | None = None) -> float:
+        cap = min(self.cap_s, cap_s) if cap_s is not None else self.cap_s
+        delay = min(cap, self.base_s * (2**self._attempt))
+        self._attempt = min(self._attempt + 1, 16)
+        return random.uniform(delay / 2, delay)
+
+    def reset(self) -> None:
+        self._attempt = 0
