@@ -164,12 +164,13 @@ class Daemon:
         self._sleep(wake_in)
 
     def _write(self, fires: list[DueFire]) -> None:
-        failpoints.hit("before-enqueue")
         lease = self.lease.lease
         if lease is None or not self.lease.valid():
             self.ticker.requeue()
             self._demote("the lease deadline passed before the batch was sent")
             return
+        # A freeze here, between the deadline check and the write, is what fencing is for.
+        failpoints.hit("before-enqueue")
         try:
             outcomes = self.target.enqueue(lease, fires, rfc3339_utc_ms(self.clock.now()))
         except redis.RedisError:

@@ -1,0 +1,188 @@
+"""The Lua scripts against a real redis-server: lease, fencing, de-duplication, NOSCRIPT."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import pytest
+from redis import Redis
+
+from scheduler.config import parse_config
+from scheduler.keys import Keys
+from scheduler.scripts import Scripts
+from scheduler.targets import DueFire, Lease, Outcome, Trigger
+from scheduler.targets.stream import StreamTarget
+
+KEYS = Keys("cronlease")
+CONFIG = parse_config(
+    """
+schedules:
+  report:
+    cron: "0 3 * * *"
+    job: reports.nightly
+    args: {format: pdf}
+    queue: reports
+  beat:
+    every: 10s
+    job: monitoring.beat
+"""
+)
+REPORT, BEAT = CONFIG.schedules
+
+
+def lease_for(scripts: Scripts, replica: str = "r1", ttl_ms: int = 5000) -> Lease:
+    reply = scripts.acquire(replica, ttl_ms, "gen-1")
+    assert reply.token > 0
+    return Lease(f"{reply.token}:{replica}", reply.token, replica)
+
+
+def fires(*items: tuple[Any, int]) -> list[DueFire]:
+    return [DueFire(schedule, ts, Trigger.SCHEDULED) for schedule, ts in items]
+
+
+def test_acquire_gives_increasing_tokens_and_only_one_holder(redis: Redis) -> None:
+    scripts = Scripts(redis, KEYS)
+    first = scripts.acquire("r1", 5000, "gen-a")
+    second = scripts.acquire("r2", 5000, "gen-b")
+    assert first.token == 1 and first.generation_created and first.generation == "gen-a"
+    assert second.token == 0 and not second.generation_created and second.generation == "gen-a"
+    assert 4000 < second.pttl_ms <= 5000
+    assert redis.get(KEYS.leader) == "1:r1"
+    assert scripts.release("1:r1")
+    assert scripts.acquire("r2", 5000, "gen-c").token == 2
+
+
+def test_renew_sets_an_absolute_expiry_and_checks_the_owner(redis: Redis) -> None:
+    scripts = Scripts(redis, KEYS)
+    lease = lease_for(scripts, ttl_ms=60_000)
+    assert scripts.renew(lease.value, 2000).renewed
+    # Absolute: the remaining 60 s are replaced by 2 s, never added to.
+    assert 0 < redis.pttl(KEYS.leader) <= 2000
+    assert not scripts.renew("99:intruder", 2000).renewed
+    assert redis.get(KEYS.leader) == lease.value
+
+
+def test_release_only_deletes_our_own_lease_and_announces_it(redis: Redis) -> None:
+    scripts = Scripts(redis, KEYS)
+    lease = lease_for(scripts)
+    pubsub = redis.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+    pubsub.subscribe(KEYS.handover)
+    assert not scripts.release("7:someone-else")
+    assert redis.get(KEYS.leader) == lease.value
+    assert scripts.release(lease.value)
+    assert redis.get(KEYS.leader) is None
+    deadline = time.monotonic() + 5
+    message = None
+    while message is None and time.monotonic() < deadline:
+        # The first call may only consume the subscribe confirmation.
+        message = pubsub.get_message(timeout=1.0)
+    assert message is not None and message["data"] == lease.value
+    pubsub.close()
+
+
+def test_enqueue_writes_every_field_of_a_run_and_advances_the_cursor(redis: Redis) -> None:
+    scripts = Scripts(redis, KEYS)
+    lease = lease_for(scripts)
+    target = StreamTarget(scripts, KEYS)
+    outcomes = target.enqueue(
+        lease, fires((REPORT, 1795312800), (BEAT, 1795312810)), "2026-11-22T02:00:00.004Z"
+    )
+    assert outcomes == [Outcome.ENQUEUED, Outcome.ENQUEUED]
+    [(_, run)] = redis.xrange(KEYS.queue("reports"))
+    assert run == {
+        "run_id": "report@2026-11-22T02:00:00Z",
+        "schedule": "report",
+        "job": "reports.nightly",
+        "args": json.dumps({"format": "pdf"}, separators=(",", ":")),
+        "queue": "reports",
+        "fire_time": "2026-11-22T02:00:00Z",
+        "fire_ts": "1795312800",
+        "enqueued_at": "2026-11-22T02:00:00.004Z",
+        "trigger": "scheduled",
+        "token": str(lease.token),
+        "replica": "r1",
+    }
+    assert redis.xlen(KEYS.queue("default")) == 1
+    assert redis.hgetall(KEYS.cursor) == {"report": "1795312800", "beat": "1795312810"}
+
+
+def test_an_enqueue_retried_after_a_lost_reply_is_a_duplicate(redis: Redis) -> None:
+    scripts = Scripts(redis, KEYS)
+    lease = lease_for(scripts)
+    target = StreamTarget(scripts, KEYS)
+    batch = fires((BEAT, 1795312810), (BEAT, 1795312820))
+    assert target.enqueue(lease, batch, "t") == [Outcome.ENQUEUED] * 2
+    # The reply never reached us; we send the same batch again.
+    assert target.enqueue(lease, batch, "t") == [Outcome.DUPLICATE] * 2
+    assert redis.xlen(KEYS.queue("default")) == 2
+
+
+def test_a_fire_older_than_the_cursor_is_a_duplicate(redis: Redis) -> None:
+    scripts = Scripts(redis, KEYS)
+    lease = lease_for(scripts)
+    target = StreamTarget(scripts, KEYS)
+    assert target.enqueue(lease, fires((BEAT, 1795312820)), "t") == [Outcome.ENQUEUED]
+    assert target.enqueue(lease, fires((BEAT, 1795312810)), "t") == [Outcome.DUPLICATE]
+
+
+def test_a_stale_leader_is_fenced_and_writes_nothing(redis: Redis) -> None:
+    scripts = Scripts(redis, KEYS)
+    old = lease_for(scripts, "old", ttl_ms=5000)
+    redis.delete(KEYS.leader)  # the old lease expired...
+    new = lease_for(scripts, "new")  # ...and another replica took over
+    target = StreamTarget(scripts, KEYS)
+    assert target.enqueue(old, fires((BEAT, 1795312810), (REPORT, 1795312800)), "t") == [
+        Outcome.FENCED,
+        Outcome.FENCED,
+    ]
+    assert redis.xlen(KEYS.queue("default")) == 0
+    assert redis.hgetall(KEYS.cursor) == {}
+    assert target.enqueue(new, fires((BEAT, 1795312810)), "t") == [Outcome.ENQUEUED]
+    assert new.token > old.token
+
+
+def test_a_paused_schedule_advances_its_cursor_without_a_run(redis: Redis) -> None:
+    scripts = Scripts(redis, KEYS)
+    lease = lease_for(scripts)
+    redis.sadd(KEYS.paused, "beat")
+    target = StreamTarget(scripts, KEYS)
+    outcomes = target.enqueue(lease, fires((BEAT, 1795312810), (REPORT, 1795312800)), "t")
+    assert outcomes == [Outcome.PAUSED, Outcome.ENQUEUED]
+    assert redis.xlen(KEYS.queue("default")) == 0
+    assert redis.hget(KEYS.cursor, "beat") == "1795312810"
+
+
+def test_scripts_are_reloaded_after_redis_forgets_them(redis: Redis) -> None:
+    scripts = Scripts(redis, KEYS)
+    lease = lease_for(scripts)
+    redis.script_flush()  # what a restarted Redis looks like to EVALSHA: NOSCRIPT
+    target = StreamTarget(scripts, KEYS)
+    assert target.enqueue(lease, fires((BEAT, 1795312810)), "t") == [Outcome.ENQUEUED]
+
+
+def test_a_large_batch_is_split_but_stays_fenced_as_a_whole(redis: Redis) -> None:
+    scripts = Scripts(redis, KEYS)
+    lease = lease_for(scripts)
+    target = StreamTarget(scripts, KEYS)
+    batch = fires(*((BEAT, 1795312800 + 10 * i) for i in range(1200)))
+    assert target.enqueue(lease, batch, "t") == [Outcome.ENQUEUED] * 1200
+    assert redis.xlen(KEYS.queue("default")) == 1200
+
+
+@pytest.mark.parametrize("namespace", ["cronlease", "team-a"])
+def test_every_key_carries_the_namespace_hash_tag(namespace: str) -> None:
+    keys = Keys(namespace)
+    tag = "{" + namespace + "}:"
+    for key in (
+        keys.leader,
+        keys.epoch,
+        keys.cursor,
+        keys.paused,
+        keys.generation,
+        keys.handover,
+        keys.replicas,
+        keys.queue("default"),
+    ):
+        assert key.startswith(tag)
