@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from datetime import timezone
 
 from scheduler import __version__
+from scheduler.cli_errors import UsageError
 from scheduler.commands import REDIS_COMMANDS
 from scheduler.config import Config, ConfigError, Schedule, load_config
 from scheduler.settings import Settings, add_common_flags, settings_from_args
@@ -19,10 +20,6 @@ from scheduler.timefmt import parse_instant, rfc3339_local, rfc3339_utc
 EXIT_OK = 0
 EXIT_UNAVAILABLE = 1
 EXIT_USAGE = 2
-
-
-class UsageError(Exception):
-    """A user's mistake: printed as one sentence, exit 2."""
 
 
 Handler = Callable[[argparse.Namespace, Settings], int]

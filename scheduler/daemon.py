@@ -12,6 +12,7 @@ import signal
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from types import FrameType
 
 import redis
@@ -44,13 +45,17 @@ class Daemon:
         keys: Keys,
         replica_id: str,
         timing: LeaseTiming,
+        revive: Callable[[], object] | None = None,
     ) -> None:
         self.config = config
+        # Called when Redis cannot be reached: the embedded mode restarts its server here.
+        self._revive = revive
         self.keys = keys
         self.replica_id = replica_id
         self.timing = timing
         self._url = redis_url
-        self.client: Redis = connect(redis_url, timing.socket_timeout_s, f"cronlease-{replica_id}")
+        self.client_name = f"cronlease-{replica_id}"
+        self.client: Redis = connect(redis_url, timing.socket_timeout_s, self.client_name)
         self.scripts = Scripts(self.client, keys)
         self.clock = RedisClock()
         self.lease = LeaseKeeper(self.scripts, replica_id, timing, self.clock)
@@ -94,7 +99,8 @@ class Daemon:
                 self._errors.recovered()
                 self._backoff.reset()
             except redis.RedisError as error:
-                self._errors.failed(error)
+                if self._errors.failed(error) == "connection" and self._revive is not None:
+                    self._try_revive()
                 if self.lease.held and not self.lease.valid():
                     self._demote("no successful renewal before the lease deadline")
                 cap = self.timing.renew_interval_s / 2 if self.lease.held else None
@@ -223,7 +229,8 @@ class Daemon:
         backoff = Backoff(cap_s=self.timing.renew_interval_s)
         while not self.stopping:
             try:
-                client = connect(self._url, 30.0, f"cronlease-{self.replica_id}-watch")
+                # Same name as the main client: both are this replica's own connections.
+                client = connect(self._url, 30.0, self.client_name)
                 pubsub = client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
                 pubsub.subscribe(self.keys.handover)
                 backoff.reset()
@@ -235,6 +242,13 @@ class Daemon:
             except redis.RedisError:
                 # The main loop reports Redis trouble; here we only retry quietly.
                 self._stopping.wait(backoff.next_delay())
+
+    def _try_revive(self) -> None:
+        assert self._revive is not None
+        try:
+            self._revive()
+        except (RuntimeError, OSError) as error:
+            log.warning("could not restart the embedded Redis: %s", error)
 
     def _check_server(self) -> None:
         """Start-up warnings about Redis settings that undermine exactly-once."""

@@ -1,0 +1,358 @@
+"""The embedded Redis: what `cronlease run` uses without a Redis URL (DESIGN "Embedded default").
+
+A private, persistent redis-server lives in `.cronlease/` beside the config file and listens only
+on a Unix socket there (no TCP). Every replica started from the same folder finds it by that
+socket, so three terminals make a three-replica cluster on one machine. The server is
+daemonized (its own session), so it outlives the replica that happened to start it, even a
+SIGKILLed one: the others keep their shared state and lease.
+
+Files in the data folder:
+
+- `redis.sock`  the socket (or a short path in the temp dir when this one is too long for a socket)
+- `redis.conf`  the configuration we start the server with, kept for operators
+- `redis.pid`   written by the server
+- `redis.log`   the server's log; start-up errors quote its tail
+- `start.lock`  an flock held while a replica checks for and starts the server
+- the AOF and RDB files (`appendonly.aof` on Redis 6, `appendonlydir/` on Redis 7)
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import logging
+import os
+import stat
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from urllib.parse import quote
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from scheduler.redisbin import find_redis_server
+
+log = logging.getLogger(__name__)
+
+DATA_DIR_NAME = ".cronlease"
+SOCKET_NAME = "redis.sock"
+CONF_NAME = "redis.conf"
+PID_NAME = "redis.pid"
+LOG_NAME = "redis.log"
+LOCK_NAME = "start.lock"
+
+# sun_path holds 108 bytes on Linux and 104 on macOS, both including the terminating NUL.
+_MAX_SOCKET_PATH_BYTES = 100
+_POLL_INTERVAL_S = 0.02
+_LOG_TAIL_LINES = 20
+
+
+@dataclass(frozen=True)
+class EmbeddedRedis:
+    url: str
+    socket_path: str
+    data_dir: str
+    pid: int
+    started: bool  # True if this call started the server, False if it reused a running one
+
+    @property
+    def log_path(self) -> str:
+        return os.path.join(self.data_dir, LOG_NAME)
+
+
+def data_dir_for(config_path: str) -> str:
+    return os.path.join(os.path.dirname(os.path.abspath(config_path)), DATA_DIR_NAME)
+
+
+def socket_path_for(data_dir: str) -> str:
+    """`<data_dir>/redis.sock`, or a temp-dir path derived from data_dir when that is too long.
+
+    The fallback is a pure function of the data folder so every replica derives the same one.
+    """
+    path = os.path.join(data_dir, SOCKET_NAME)
+    if len(os.fsencode(path)) <= _MAX_SOCKET_PATH_BYTES:
+        return path
+    digest = hashlib.sha256(os.fsencode(data_dir)).hexdigest()[:16]
+    return os.path.join(tempfile.gettempdir(), f"cronlease-{os.getuid()}-{digest}.sock")
+
+
+def unix_url(socket_path: str) -> str:
+    # redis-py unquotes the path, so a folder with spaces or '%' survives the round trip.
+    return "unix://" + quote(socket_path)
+
+
+def ensure_embedded_redis(config_path: str, *, timeout_s: float = 10.0) -> EmbeddedRedis:
+    """Reuse the embedded server of `config_path`'s folder, or start it; return how to reach it.
+
+    Raises RuntimeError (with the tail of the server log when there is one) if no server answers
+    within `timeout_s`.
+    """
+    data_dir = data_dir_for(config_path)
+    os.makedirs(data_dir, mode=0o700, exist_ok=True)
+    socket_path = socket_path_for(data_dir)
+    deadline = time.monotonic() + timeout_s
+
+    pid = _server_pid(socket_path)
+    if pid is None:
+        with _start_lock(data_dir, deadline):
+            # Another replica may have started it while we waited for the lock.
+            pid = _server_pid(socket_path)
+            if pid is None:
+                pid = _wait_for_live_server(data_dir, socket_path, deadline)
+            if pid is None:
+                pid = _start_server(data_dir, socket_path, deadline)
+                log.info(
+                    "started embedded redis-server pid=%d socket=%s data_dir=%s",
+                    pid,
+                    socket_path,
+                    data_dir,
+                )
+                return EmbeddedRedis(unix_url(socket_path), socket_path, data_dir, pid, True)
+    log.info("reusing embedded redis-server pid=%d socket=%s", pid, socket_path)
+    return EmbeddedRedis(unix_url(socket_path), socket_path, data_dir, pid, False)
+
+
+def shutdown_if_last(
+    client: redis.Redis, own_name: str, *, name_prefix: str = "cronlease-"
+) -> bool:
+    """SHUTDOWN SAVE the embedded server if no other cronlease replica is connected to it.
+
+    Replicas name their connections `cronlease-<replica-id>`; connections named `own_name` are
+    this replica's own pool and do not count. Returns True if the server was shut down. A replica
+    that is between reconnects is invisible here, so replicas must re-run ensure_embedded_redis
+    when the socket disappears under them.
+    """
+    others = [
+        entry
+        for entry in client.client_list()
+        if entry.get("name", "").startswith(name_prefix) and entry.get("name") != own_name
+    ]
+    if others:
+        log.info("embedded redis-server left running: %d other cronlease clients", len(others))
+        return False
+    pool = client.connection_pool
+    # A client of its own without retries: the hang-up is how SHUTDOWN succeeds, and the
+    # caller's retry policy would answer it by reconnecting to a server that is going away.
+    options = {**pool.connection_kwargs, "retry": Retry(NoBackoff(), 0)}
+    one_shot = redis.Redis(
+        connection_pool=redis.ConnectionPool(connection_class=pool.connection_class, **options)
+    )
+    try:
+        one_shot.shutdown(save=True)  # returns once the server has hung up
+    except redis.ResponseError as error:
+        raise RuntimeError(f"redis-server refused SHUTDOWN SAVE: {error}") from error
+    finally:
+        one_shot.close()
+    log.info("embedded redis-server shut down: no other cronlease replica was connected")
+    return True
+
+
+def redis_process_alive(pid: int) -> bool:
+    """Whether `pid` is a running (not zombie) process that looks like a redis-server.
+
+    A pidfile outlives a crash and pids are reused after a reboot, so a live pid alone proves
+    nothing. Where /proc is missing (macOS) a live pid is taken at its word.
+    """
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # it exists, it is just not ours
+    if not os.path.isdir("/proc/self"):
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8", errors="replace") as handle:
+            proc_stat = handle.read()
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            cmdline = handle.read().decode("utf-8", "replace")
+    except OSError:
+        return False
+    comm, _, rest = proc_stat.partition("(")[2].rpartition(")")
+    state = rest.split()[0] if rest.split() else "?"
+    # Daemonized servers are re-parented to pid 1, which in a container may never reap them.
+    if state in ("Z", "X"):
+        return False
+    return "redis" in comm or "redis" in cmdline
+
+
+def _server_pid(socket_path: str) -> int | None:
+    """The process id of the Redis answering on `socket_path`, None if nothing answers."""
+    try:
+        mode = os.stat(socket_path)
+    except FileNotFoundError:
+        return None
+    if mode.st_uid != os.getuid():
+        raise RuntimeError(
+            f"{socket_path} belongs to uid {mode.st_uid}, not to us (uid {os.getuid()}); "
+            "refusing to use a Redis someone else controls"
+        )
+    client = redis.Redis(
+        unix_socket_path=socket_path,
+        socket_connect_timeout=1.0,
+        socket_timeout=2.0,
+        # Probing must be quick and honest: redis-py's default retries would hide a dead socket.
+        retry=Retry(NoBackoff(), 0),
+    )
+    try:
+        # INFO, not PING: it also answers while the server is still loading its AOF.
+        info = client.info("server")
+    except (redis.ConnectionError, redis.TimeoutError, OSError):
+        return None
+    except redis.ResponseError as error:
+        raise RuntimeError(f"the Redis on {socket_path} answers, but not to us: {error}") from None
+    finally:
+        client.close()
+    return int(info["process_id"])
+
+
+@contextmanager
+def _start_lock(data_dir: str, deadline: float) -> Iterator[None]:
+    path = os.path.join(data_dir, LOCK_NAME)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise RuntimeError(
+                        f"timed out waiting for {path}: another cronlease process is starting "
+                        "the embedded Redis and has not finished"
+                    ) from None
+                time.sleep(_POLL_INTERVAL_S)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the flock
+
+
+def _wait_for_live_server(data_dir: str, socket_path: str, deadline: float) -> int | None:
+    """If the pidfile names a live redis-server, wait for it to answer; None if there is none.
+
+    Starting a second server on the same AOF while a hung or stopped first one still holds it
+    would corrupt the data, so a live but silent server is an error, not a reason to start.
+    """
+    pid_path = os.path.join(data_dir, PID_NAME)
+    old_pid = _read_pid(pid_path)
+    if old_pid is None or not redis_process_alive(old_pid):
+        return None
+    while time.monotonic() < deadline:
+        pid = _server_pid(socket_path)
+        if pid is not None:
+            return pid
+        if not redis_process_alive(old_pid):
+            return None
+        time.sleep(_POLL_INTERVAL_S)
+    raise RuntimeError(
+        f"redis-server pid {old_pid} (from {pid_path}) is running but does not answer on "
+        f"{socket_path}; it may be stopped or hung. Stop it, or delete {pid_path} if that "
+        "process is not the embedded Redis."
+    )
+
+
+def _start_server(data_dir: str, socket_path: str, deadline: float) -> int:
+    pid_path = os.path.join(data_dir, PID_NAME)
+    log_path = os.path.join(data_dir, LOG_NAME)
+    # Leftovers of a server that died without cleaning up: the pidfile would make us mistake
+    # the dead pid for our new server, and a stale socket file blocks the bind.
+    _remove_if_exists(pid_path)
+    if os.path.lexists(socket_path):
+        if not stat.S_ISSOCK(os.lstat(socket_path).st_mode):
+            raise RuntimeError(f"{socket_path} exists and is not a socket; move it away")
+        os.unlink(socket_path)
+
+    conf_path = os.path.join(data_dir, CONF_NAME)
+    _write_conf(conf_path, data_dir, socket_path, pid_path, log_path)
+    server = find_redis_server()
+    try:
+        # With `daemonize yes` this process forks the server and exits at once; a non-zero exit
+        # means the configuration was refused before the fork.
+        launcher = subprocess.run(
+            [server, conf_path],
+            cwd=data_dir,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=max(deadline - time.monotonic(), 1.0),
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise _start_error(f"{server} did not daemonize in time", log_path) from None
+    if launcher.returncode != 0:
+        output = (launcher.stderr + launcher.stdout).strip()
+        raise _start_error(f"{server} exited with status {launcher.returncode}: {output}", log_path)
+
+    while True:
+        pid = _server_pid(socket_path)
+        if pid is not None:
+            return pid
+        new_pid = _read_pid(pid_path)
+        if new_pid is not None and not redis_process_alive(new_pid):
+            raise _start_error(f"{server} (pid {new_pid}) exited during start-up", log_path)
+        if time.monotonic() >= deadline:
+            raise _start_error(f"{server} did not answer on {socket_path} in time", log_path)
+        time.sleep(_POLL_INTERVAL_S)
+
+
+def _write_conf(
+    conf_path: str, data_dir: str, socket_path: str, pid_path: str, log_path: str
+) -> None:
+    settings = [
+        ("daemonize", "yes"),
+        ("port", "0"),  # no TCP at all: the socket's permissions are the access control
+        ("unixsocket", _conf_quote(socket_path)),
+        ("unixsocketperm", "700"),
+        ("dir", _conf_quote(data_dir)),
+        ("pidfile", _conf_quote(pid_path)),
+        ("logfile", _conf_quote(log_path)),
+        ("appendonly", "yes"),
+        ("appendfsync", "everysec"),
+    ]
+    text = "# Written by cronlease on every start of the embedded Redis; edits are lost.\n"
+    text += "".join(f"{key} {value}\n" for key, value in settings)
+    with open(conf_path, "w", encoding="ascii") as handle:
+        handle.write(text)
+
+
+def _conf_quote(value: str) -> str:
+    """A double-quoted redis.conf string, so paths with spaces or quotes stay one argument."""
+    out = []
+    for byte in os.fsencode(value):
+        if byte in (0x22, 0x5C):
+            out.append("\\" + chr(byte))
+        elif 0x20 <= byte < 0x7F:
+            out.append(chr(byte))
+        else:
+            out.append(f"\\x{byte:02x}")
+    return '"' + "".join(out) + '"'
+
+
+def _read_pid(path: str) -> int | None:
+    try:
+        with open(path, encoding="ascii") as handle:
+            return int(handle.read().strip())
+    except (OSError, ValueError):
+        return None  # absent, or caught half-written
+
+
+def _remove_if_exists(path: str) -> None:
+    with suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+def _start_error(message: str, log_path: str) -> RuntimeError:
+    try:
+        with open(log_path, encoding="utf-8", errors="replace") as handle:
+            tail = handle.readlines()[-_LOG_TAIL_LINES:]
+    except OSError:
+        tail = []
+    detail = "".join(tail).rstrip() or "(the log is empty)"
+    return RuntimeError(
+        f"could not start the embedded Redis: {message}\nlast lines of {log_path}:\n{detail}"
+    )
