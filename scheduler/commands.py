@@ -6,15 +6,19 @@ import argparse
 import logging
 from collections.abc import Callable
 
+import prometheus_client
 import redis
+from prometheus_client import CollectorRegistry
 
 from scheduler.cli_errors import UsageError
 from scheduler.config import load_config
 from scheduler.daemon import Daemon, install_signal_handlers
 from scheduler.embedded import ensure_embedded_redis, shutdown_if_last
+from scheduler.httpserver import ProbeServer
 from scheduler.keys import Keys
 from scheduler.lease import LeaseTiming, TimingError
 from scheduler.logs import setup_logging
+from scheduler.metrics import PER_SCHEDULE_LIMIT, Metrics
 from scheduler.redisconn import connect, redact
 from scheduler.settings import Settings
 
@@ -52,6 +56,7 @@ def stop_embedded(url: str, client_name: str) -> None:
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     setup_logging(settings.log_format, settings.log_level, replica=settings.replica_id)
+    prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
     try:
         timing = LeaseTiming.for_ttl(settings.lease_ttl_s, settings.redis_timeout_s)
     except TimingError as error:
@@ -70,12 +75,43 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         timing.ttl_s,
     )
     revive = (lambda: ensure_embedded_redis(settings.config_path)) if embedded else None
-    daemon = Daemon(config, url, Keys(settings.namespace), settings.replica_id, timing, revive)
+    registry = CollectorRegistry(auto_describe=True)
+    metrics = Metrics(registry, per_schedule=per_schedule_series(settings, len(config.schedules)))
+    daemon = Daemon(
+        config, url, Keys(settings.namespace), settings.replica_id, timing, metrics, revive
+    )
+    server = None
+    if settings.metrics_port:
+        try:
+            server = ProbeServer(
+                settings.metrics_host, settings.metrics_port, registry, daemon.health, daemon.ready
+            )
+        except OSError as error:
+            raise UsageError(
+                f"cannot serve metrics on {settings.metrics_host}:{settings.metrics_port} "
+                f"({error.strerror or error}); pick another --metrics-port, or 0 to turn it off"
+            ) from None
+        server.start()
+        log.info("serving /metrics, /healthz and /readyz on port %d", server.port)
     install_signal_handlers(daemon)
     code = daemon.run()
+    if server is not None:
+        server.stop()
     if embedded:
         stop_embedded(url, daemon.client_name)
     return code
+
+
+def per_schedule_series(settings: Settings, count: int) -> bool:
+    if settings.schedule_metrics == "auto":
+        if count > PER_SCHEDULE_LIMIT:
+            log.info(
+                "%d schedules: per-schedule metric series are off (--schedule-metrics on "
+                "forces them)",
+                count,
+            )
+        return count <= PER_SCHEDULE_LIMIT
+    return settings.schedule_metrics == "on"
 
 
 REDIS_COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {"run": cmd_run}

@@ -162,7 +162,7 @@ class _Checker:
         else:
             try:
                 zone = ZoneInfo(zone_name)
-            except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
                 self.problem(
                     where("timezone"),
                     f"schedule {name!r}: unknown time zone {zone_name!r}; {_zone_hint(zone_name)}",
@@ -363,7 +363,8 @@ def parse_config(text: str, source: str = "schedules.yaml") -> Config:
         if key not in TOP_KEYS:
             problems.append(
                 Problem(
-                    root.key_lines[key], f"unknown key {key!r}; " + _did_you_mean(key, TOP_KEYS)
+                    root.key_lines[key],
+                    f"unknown key {key!r}; " + _did_you_mean(str(key), TOP_KEYS),
                 )
             )
     defaults = root.get("defaults")
@@ -403,6 +404,12 @@ def parse_config(text: str, source: str = "schedules.yaml") -> Config:
         checker = _Checker()
         for name, value in body.items():
             line = body.key_lines[name]
+            if not isinstance(name, str):  # `yes:` would silently become a schedule "True"
+                checker.problem(
+                    line,
+                    f"schedule name {name!r} is a {type(name).__name__} to YAML, not text "
+                    "(unquoted yes, no, on, off, numbers and null are not names); put it in quotes",
+                )
             if not isinstance(value, LineMap):
                 checker.problem(
                     line, f"schedule {name!r} must be a mapping with a job and a trigger"

@@ -9,6 +9,7 @@ FIRST (as Quartz, Spring and BullMQ write them; croniter puts them last by defau
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -70,6 +71,10 @@ def parse_cron(expression: str, name: str) -> CronSpec:
             f"cron {expression!r} has {len(parts)} fields; write 5 (minute hour day month "
             "weekday) or 6 with seconds first (second minute hour day month weekday)"
         )
+    # croniter reads an equal range (`9-9`, `MON-MON`) as the whole cycle, i.e. `*`; in classic
+    # cron it is that one value, so say so before croniter sees it.
+    parts = [_collapse_equal_ranges(part) for part in parts]
+    text = " ".join(parts)
     has_seconds = len(parts) == 6
     hash_id = name.encode() if "h" in text.lower() else None
     try:
@@ -93,6 +98,17 @@ def parse_cron(expression: str, name: str) -> CronSpec:
             "check the day-of-month and month fields"
         ) from None
     return spec
+
+
+_EQUAL_RANGE = re.compile(r"([0-9A-Za-z]+)-\1(?:/\d+)?", re.IGNORECASE)
+
+
+def _collapse_equal_ranges(field: str) -> str:
+    """`9-9` -> `9` and `5-5/2` -> `5` in each comma-separated item of one field."""
+    return ",".join(
+        match.group(1) if (match := _EQUAL_RANGE.fullmatch(item)) else item
+        for item in field.split(",")
+    )
 
 
 def _min_cyclic_gap(values: Sequence[object], span: int) -> int | None:

@@ -2,13 +2,16 @@
 
 `CRONLEASE_FAILPOINTS=before-enqueue=stop` makes the process SIGSTOP itself once at that point,
 so a test can freeze a leader exactly between its lease check and its write, then SIGCONT it
-after another replica has taken over and watch the write being fenced.
+after another replica has taken over and watch the write being fenced. `main-loop=hang@40`
+wedges the main loop on its 40th turn (the HTTP thread keeps answering), for health probes.
+Actions: `stop` (SIGSTOP self), `hang` (block this thread for good); `@N` fires on the Nth hit.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import threading
 
 _ARMED: dict[str, str] = {}
 for _item in os.environ.get("CRONLEASE_FAILPOINTS", "").split(","):
@@ -17,7 +20,19 @@ for _item in os.environ.get("CRONLEASE_FAILPOINTS", "").split(","):
         _ARMED[_name.strip()] = _action.strip()
 
 
+_HITS: dict[str, int] = {}
+
+
 def hit(name: str) -> None:
-    action = _ARMED.pop(name, None)  # each failpoint fires once
+    armed = _ARMED.get(name)
+    if armed is None:
+        return
+    action, _, nth = armed.partition("@")
+    _HITS[name] = _HITS.get(name, 0) + 1
+    if _HITS[name] < int(nth or 1):
+        return
+    del _ARMED[name]  # each failpoint fires once
     if action == "stop":
         os.kill(os.getpid(), signal.SIGSTOP)
+    elif action == "hang":
+        threading.Event().wait()

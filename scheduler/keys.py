@@ -53,6 +53,11 @@ class Keys:
         return f"{self.prefix}:replicas"
 
     @property
+    def replica_info(self) -> str:
+        """Hash: replica id -> JSON {role, config_hash, version, host, started_at}."""
+        return f"{self.prefix}:replica-info"
+
+    @property
     def leader_info(self) -> str:
         """Hash the leader keeps up to date: since, config hash, token."""
         return f"{self.prefix}:leader-info"

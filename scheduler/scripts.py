@@ -103,6 +103,77 @@ end
 return results
 """
 
+# HEARTBEAT: a replica says it is alive; the leader also publishes its config hash.
+# KEYS[1] replicas (zset)   KEYS[2] replica-info (hash)   KEYS[3] leader   KEYS[4] leader-info
+# KEYS[5] paused
+# ARGV[1] replica id   ARGV[2] its info (JSON)   ARGV[3] our lease value, or '' if following
+# ARGV[4] our config hash   ARGV[5] forget replicas silent for this many ms
+# Returns {time_s, time_us, leader value or '', leader's config hash or '', paused names...}.
+HEARTBEAT = """
+local now = redis.call('TIME')
+local now_ms = now[1] * 1000 + math.floor(now[2] / 1000)
+redis.call('ZADD', KEYS[1], now_ms, ARGV[1])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now_ms - tonumber(ARGV[5]))
+for _, id in ipairs(gone) do
+  redis.call('ZREM', KEYS[1], id)
+  redis.call('HDEL', KEYS[2], id)
+end
+local leader = redis.call('GET', KEYS[3]) or ''
+if ARGV[3] ~= '' and leader == ARGV[3] then
+  redis.call('HSET', KEYS[4], 'config_hash', ARGV[4])
+end
+local reply = {now[1], now[2], leader, redis.call('HGET', KEYS[4], 'config_hash') or ''}
+for _, name in ipairs(redis.call('SMEMBERS', KEYS[5])) do
+  reply[#reply + 1] = name
+end
+return reply
+"""
+
+# FORGET: the leader drops the cursor and pause flag of schedules removed from the config.
+# KEYS[1] leader   KEYS[2] cursor   KEYS[3] paused
+# ARGV[1] our lease value, then the names
+# Returns the number of cursors removed, or -1 when fenced.
+FORGET = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return -1
+end
+local removed = 0
+for i = 2, #ARGV do
+  removed = removed + redis.call('HDEL', KEYS[2], ARGV[i])
+  redis.call('SREM', KEYS[3], ARGV[i])
+end
+return removed
+"""
+
+# LEADER_INFO: the new leader records who it is and since when (fenced).
+# KEYS[1] leader   KEYS[2] leader-info
+# ARGV[1] our lease value   ARGV[2] token   ARGV[3] replica id   ARGV[4] since (Redis time, s)
+# ARGV[5] config hash
+# Returns 1, or -1 when fenced.
+LEADER_INFO = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return -1
+end
+redis.call('DEL', KEYS[2])
+redis.call('HSET', KEYS[2], 'token', ARGV[2], 'replica', ARGV[3], 'since', ARGV[4],
+  'config_hash', ARGV[5])
+return 1
+"""
+
+# MANUAL: one manual run, outside the cron cursor (it neither reads nor moves it).
+# KEYS[1] the queue stream   KEYS[2] leader
+# ARGV: run_id, schedule, job, args, queue, fire_time, fire_ts, enqueued_at, requested by
+# The run carries the current leader's token ('0' without a leader). Returns the entry id.
+MANUAL = """
+local leader = redis.call('GET', KEYS[2])
+local token = '0'
+if leader then token = string.match(leader, '^(%d+):') or '0' end
+return redis.call('XADD', KEYS[1], '*', 'run_id', ARGV[1], 'schedule', ARGV[2],
+  'job', ARGV[3], 'args', ARGV[4], 'queue', ARGV[5], 'fire_time', ARGV[6], 'fire_ts', ARGV[7],
+  'enqueued_at', ARGV[8], 'trigger', 'manual', 'token', token, 'replica', ARGV[9])
+"""
+
 FIELDS_PER_FIRE = 9
 
 
@@ -130,6 +201,10 @@ class Scripts:
         self._renew: Script = client.register_script(RENEW)
         self._release: Script = client.register_script(RELEASE)
         self._enqueue: Script = client.register_script(ENQUEUE_STREAM)
+        self._heartbeat: Script = client.register_script(HEARTBEAT)
+        self._forget: Script = client.register_script(FORGET)
+        self._leader_info: Script = client.register_script(LEADER_INFO)
+        self._manual: Script = client.register_script(MANUAL)
 
     def acquire(self, replica_id: str, ttl_ms: int, fresh_generation: str) -> AcquireReply:
         k = self.keys
@@ -169,6 +244,53 @@ class Scripts:
             args=[lease_value, token, replica_id, fire_count, *fire_args],
         )
         return [int(code) for code in reply]
+
+    def heartbeat(
+        self,
+        replica_id: str,
+        info_json: str,
+        lease_value: str,
+        config_hash: str,
+        forget_after_ms: int,
+    ) -> HeartbeatReply:
+        k = self.keys
+        reply = self._heartbeat(
+            keys=[k.replicas, k.replica_info, k.leader, k.leader_info, k.paused],
+            args=[replica_id, info_json, lease_value, config_hash, forget_after_ms],
+        )
+        sec, usec, leader, leader_hash, *paused = reply
+        return HeartbeatReply(
+            int(sec) + int(usec) / 1e6,
+            _text(leader),
+            _text(leader_hash),
+            frozenset(_text(p) for p in paused),
+        )
+
+    def forget(self, lease_value: str, names: Sequence[str]) -> int:
+        k = self.keys
+        return int(self._forget(keys=[k.leader, k.cursor, k.paused], args=[lease_value, *names]))
+
+    def leader_info(
+        self, lease_value: str, token: int, replica_id: str, since_s: float, config_hash: str
+    ) -> bool:
+        k = self.keys
+        reply = self._leader_info(
+            keys=[k.leader, k.leader_info],
+            args=[lease_value, token, replica_id, f"{since_s:.3f}", config_hash],
+        )
+        return int(reply) == 1
+
+    def manual(self, stream: str, fields: Sequence[str]) -> str:
+        """XADD a manual run (fields in MANUAL's ARGV order); the entry id."""
+        return _text(self._manual(keys=[stream, self.keys.leader], args=list(fields)))
+
+
+@dataclass(frozen=True)
+class HeartbeatReply:
+    redis_time_s: float
+    leader_value: str  # '' without a leader
+    leader_config_hash: str  # '' if unknown
+    paused: frozenset[str]
 
 
 def _text(value: Any) -> str:

@@ -45,6 +45,7 @@ class Settings:
     metrics_host: str = "0.0.0.0"
     lease_ttl_s: float = 10.0
     redis_timeout_s: float | None = None  # default: min(2s, lease TTL / 4)
+    schedule_metrics: str = "auto"  # per-schedule metric series: auto | on | off
     log_format: str = "text"
     log_level: str = "INFO"
 
@@ -95,6 +96,13 @@ def add_common_flags(parser: argparse.ArgumentParser) -> None:
         type=duration_arg,
         metavar="DURATION",
     )
+    add(
+        "--schedule-metrics",
+        "auto",
+        "per-schedule metric series: on, off, or auto (on up to 1000 schedules) "
+        "(default: %(default)s)",
+        choices=["auto", "on", "off"],
+    )
     add("--log-format", "text", "text or json (default: %(default)s)", choices=["text", "json"])
     add(
         "--log-level",
@@ -118,6 +126,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         metrics_host=args.metrics_host,
         lease_ttl_s=float(lease_ttl),
         redis_timeout_s=None if args.redis_timeout is None else float(args.redis_timeout),
+        schedule_metrics=args.schedule_metrics,
         log_format=args.log_format,
         log_level=str(args.log_level).upper(),
     )

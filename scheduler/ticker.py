@@ -3,6 +3,9 @@
 Pure: no clock or Redis here; `now` (Redis time, float seconds) is passed in. The daemon asks
 `due(now)` for a batch, writes it, then `settle`s the outcome or `requeue`s the batch if the write
 failed, so a schedule only moves forward once Redis has accepted its runs.
+
+Heap entries carry the generation of their schedule's state; a reload that changes or removes a
+schedule bumps or drops the state, and its stale entries are skipped when they surface.
 """
 
 from __future__ import annotations
@@ -10,33 +13,47 @@ from __future__ import annotations
 import heapq
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from scheduler.catchup import Plan, plan
 from scheduler.config import Schedule
 from scheduler.targets import DueFire, Trigger
 from scheduler.timeline import jitter_ms
 
+# (due at, fire time, schedule name, state generation)
+_Entry = tuple[float, int, str, int]
+
 
 @dataclass
 class _State:
     schedule: Schedule
     after: int  # every fire up to here is decided
+    generation: int
+    next_fire: int | None = None
+
+
+@dataclass
+class Batch:
+    fires: list[DueFire] = field(default_factory=list)
+    misfired: dict[str, int] = field(default_factory=dict)  # schedule -> dropped fires
+    disabled: dict[str, int] = field(default_factory=dict)  # schedule -> fires not run
 
 
 @dataclass(frozen=True)
-class Misfire:
-    schedule: str
-    count: int
+class Changes:
+    added: tuple[str, ...]
+    removed: tuple[str, ...]
+    changed: tuple[str, ...]
 
 
 class Ticker:
     def __init__(self, schedules: Iterable[Schedule]) -> None:
-        self._schedules = [s for s in schedules if s.enabled]
+        self._schedules = {s.name: s for s in schedules}
         self._states: dict[str, _State] = {}
-        self._heap: list[tuple[float, int, str]] = []
-        self._pending: dict[str, tuple[Plan, tuple[float, int, str]]] = {}
+        self._heap: list[_Entry] = []
+        self._pending: dict[str, tuple[Plan, _Entry]] = {}
         self._on_time_from = 0.0
+        self._generation = 0
 
     def start(self, cursors: Mapping[str, int], now: float) -> None:
         """Begin serving from Redis's cursors; a schedule without one starts from now."""
@@ -44,30 +61,71 @@ class Ticker:
         self._heap = []
         self._pending = {}
         self._states = {}
-        start_from = math.floor(now)
-        for schedule in self._schedules:
-            after = cursors.get(schedule.name, start_from)
-            self._states[schedule.name] = _State(schedule, after)
-            self._push(schedule, schedule.timeline.next_after(after), catching_up=True)
+        for schedule in self._schedules.values():
+            self._add(schedule, cursors.get(schedule.name, math.floor(now)), catching_up=True)
 
-    def _push(self, schedule: Schedule, fire: int | None, catching_up: bool = False) -> None:
+    def _add(self, schedule: Schedule, after: int, catching_up: bool) -> None:
+        self._generation += 1
+        state = _State(schedule, after, self._generation)
+        self._states[schedule.name] = state
+        self._push(state, schedule.timeline.next_after(after), catching_up)
+
+    def _push(self, state: _State, fire: int | None, catching_up: bool = False) -> None:
+        state.next_fire = fire
         if fire is None:
             return
+        schedule = state.schedule
         delay_s = 0.0 if catching_up else jitter_ms(schedule.name, fire, schedule.jitter_s) / 1000
-        heapq.heappush(self._heap, (fire + delay_s, fire, schedule.name))
+        heapq.heappush(self._heap, (fire + delay_s, fire, schedule.name, state.generation))
+
+    def reconfigure(self, schedules: Iterable[Schedule], now: float) -> Changes:
+        """Swap in a new config: added (or re-enabled) schedules start from now, changed ones
+        keep their position, removed ones stop at once."""
+        new = {s.name: s for s in schedules}
+        old = self._schedules
+        self._schedules = new
+        added = tuple(sorted(n for n in new if n not in old))
+        removed = tuple(sorted(n for n in old if n not in new))
+        changed = tuple(sorted(n for n in new if n in old and new[n] != old[n]))
+        if not self._states:  # not serving (a follower): nothing to move
+            return Changes(added, removed, changed)
+        for name in removed:
+            self._states.pop(name, None)
+            self._pending.pop(name, None)
+        start_from = math.floor(now)
+        for name in added:
+            self._add(new[name], start_from, catching_up=False)
+        for name in changed:
+            state = self._states.get(name)
+            re_enabled = new[name].enabled and not old[name].enabled
+            after = start_from if re_enabled or state is None else state.after
+            self._pending.pop(name, None)
+            self._add(new[name], after, catching_up=False)
+        return Changes(added, removed, changed)
 
     def next_due(self) -> float | None:
+        while self._heap and not self._current(self._heap[0]):
+            heapq.heappop(self._heap)
         return self._heap[0][0] if self._heap else None
+
+    def next_fire_of(self, name: str) -> int | None:
+        state = self._states.get(name)
+        return state.next_fire if state is not None else None
+
+    def _current(self, entry: _Entry) -> bool:
+        state = self._states.get(entry[2])
+        return state is not None and state.generation == entry[3]
 
     def __len__(self) -> int:
         return len(self._heap)
 
-    def due(self, now: float) -> tuple[list[DueFire], list[Misfire]]:
+    def due(self, now: float) -> Batch:
         """Pop and plan everything due by `now`; fires come in fire-time order per schedule."""
-        fires: list[DueFire] = []
-        misfires: list[Misfire] = []
+        batch = Batch()
         while self._heap and self._heap[0][0] <= now:
             entry = heapq.heappop(self._heap)
+            if not self._current(entry):
+                continue
             state = self._states[entry[2]]
             schedule = state.schedule
             result = plan(
@@ -79,19 +137,27 @@ class Ticker:
                 schedule.catchup_window_s,
             )
             if result.misfired:
-                misfires.append(Misfire(schedule.name, result.misfired))
-            fires.extend(DueFire(schedule, ts, Trigger.CATCHUP) for ts in result.catchup)
-            fires.extend(DueFire(schedule, ts, Trigger.SCHEDULED) for ts in result.scheduled)
+                batch.misfired[schedule.name] = result.misfired
+            if not schedule.enabled:
+                # Followed but never written, so that metrics can say what did not run.
+                batch.disabled[schedule.name] = len(result.due)
+            else:
+                batch.fires.extend(DueFire(schedule, ts, Trigger.CATCHUP) for ts in result.catchup)
+                batch.fires.extend(
+                    DueFire(schedule, ts, Trigger.SCHEDULED) for ts in result.scheduled
+                )
             self._pending[schedule.name] = (result, entry)
-        return fires, misfires
+        return batch
 
     def settle(self) -> None:
         """Redis accepted the last batch (enqueued, duplicate or paused): move on."""
-        for name, (result, _) in self._pending.items():
-            state = self._states[name]
+        for name, (result, entry) in self._pending.items():
+            state = self._states.get(name)
+            if state is None or state.generation != entry[3]:
+                continue
             state.after = result.handled_through
             catching_up = result.next_fire is not None and result.next_fire < self._on_time_from
-            self._push(state.schedule, result.next_fire, catching_up)
+            self._push(state, result.next_fire, catching_up)
         self._pending = {}
 
     def requeue(self) -> None:

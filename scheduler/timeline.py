@@ -7,16 +7,20 @@ schedule's optional `start`/`end` (both inclusive):
 - `prev_before(t)`: the last fire strictly before t;
 - `count_between(a, b, limit)`: how many fires f with a < f < b, counting at most `limit`.
 
-DST follows classic cron (see DESIGN "Time"): croniter (>= 6.1) already collapses fires in a
-spring-forward gap to the first instant after the gap; it fires a fixed-hour job in BOTH
-occurrences of a repeated hour, so for those we drop the second occurrence (fold=1).
+DST follows classic cron (see DESIGN "Time"). croniter's own DST handling does not: it drops gap
+fires when the hour field is `*`, keeps the seconds when it collapses one (03:00:30 for
+`30 30 2 * * *`), and fires fixed-hour jobs in both occurrences of a repeated hour. So croniter
+only walks wall-clock time here (as if in UTC, where nothing is skipped or repeated), and this
+module maps each matching wall time to instants: a wall time in a gap becomes the first instant
+after the gap (several collapse into one fire); a repeated wall time becomes its first occurrence,
+plus the second one when the hour field is `*` or a step.
 """
 
 from __future__ import annotations
 
 import hashlib
 from abc import ABC, abstractmethod
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 from croniter import CroniterBadDateError
@@ -77,6 +81,12 @@ class Timeline(ABC):
         return fires
 
 
+# Wall-clock times are handled as "wall seconds": the local date and time read as if it were UTC.
+_NAIVE_EPOCH = datetime(1970, 1, 1)
+# The largest DST shift we look around for (tzdb's largest is 2h, Antarctica/Troll).
+_SHIFT_HORIZON_S = 3 * 3600
+
+
 class CronTimeline(Timeline):
     def __init__(
         self,
@@ -89,46 +99,103 @@ class CronTimeline(Timeline):
         self.spec = spec
         self.zone = zone
         # One croniter per timeline, re-pointed with start_time: parsing costs more than a step.
-        self._iter = spec.make_iter(datetime.fromtimestamp(0, zone))
+        # It runs in UTC over wall seconds, so it never applies DST rules of its own.
+        self._iter = spec.make_iter(datetime.fromtimestamp(0, timezone.utc))
 
     @property
     def shortest_interval_s(self) -> int:
         return self.spec.shortest_interval_s
 
-    def _is_repeat(self, fire: int) -> bool:
-        """A fixed-hour fire in the second occurrence of a repeated hour: classic cron skips it."""
-        return not self.spec.wildcard_hour and datetime.fromtimestamp(fire, self.zone).fold == 1
+    # -- wall time <-> instants ------------------------------------------------------------
 
-    def _step(self, ts: int, forward: bool) -> int | None:
-        start = datetime.fromtimestamp(ts, self.zone)
+    def _offset_s(self, ts: int) -> int:
+        offset = datetime.fromtimestamp(ts, self.zone).utcoffset()
+        return int(offset.total_seconds()) if offset is not None else 0
+
+    def _wall(self, ts: int) -> int:
+        return ts + self._offset_s(ts)
+
+    def _shift_at(self, lo: int, hi: int) -> int:
+        """The first instant in (lo, hi] whose offset differs from lo's (one change assumed)."""
+        before = self._offset_s(lo)
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if self._offset_s(mid) == before:
+                lo = mid
+            else:
+                hi = mid
+        return hi
+
+    def _instants(self, wall: int) -> tuple[int, ...]:
+        """The fires one matching wall time stands for, in order (DESIGN "Time")."""
+        naive = _NAIVE_EPOCH + timedelta(seconds=wall)
+        first = int(naive.replace(tzinfo=self.zone).timestamp())
+        second = int(naive.replace(tzinfo=self.zone, fold=1).timestamp())
+        if first == second:
+            return (first,)
+        if first < second:  # a repeated wall time: fixed-hour schedules skip the second one
+            return (first, second) if self.spec.wildcard_hour else (first,)
+        # A wall time in a gap (PEP 495 maps it to both sides): the first instant after the gap.
+        return (self._shift_at(second, first),)
+
+    def _step(self, wall: int, forward: bool) -> int | None:
+        """The next (previous) matching wall time strictly after (before) `wall`."""
         try:
             if forward:
-                return int(self._iter.get_next(float, start_time=start))
-            return int(self._iter.get_prev(float, start_time=start))
+                return int(self._iter.get_next(float, start_time=float(wall)))
+            return int(self._iter.get_prev(float, start_time=float(wall)))
         except CroniterBadDateError:
             return None
 
+    # -- the two questions -----------------------------------------------------------------
+
     def _next_after(self, ts: int) -> int | None:
-        cursor = ts
-        while (fire := self._step(cursor, forward=True)) is not None:
-            if fire <= cursor:  # never seen; guards the loop should croniter not move forward
+        wall_ts = self._wall(ts)
+        # Instants after ts read wall times after wall_ts, except the second occurrence of an
+        # hour about to repeat: those wall times lie at or before wall_ts.
+        repeat_fire: int | None = None
+        later = ts + _SHIFT_HORIZON_S
+        if self.spec.wildcard_hour and self._offset_s(later) < self._offset_s(ts):
+            shift = self._shift_at(ts, later)
+            repeat_from = self._wall(shift)  # the first repeated wall time
+            if repeat_from <= wall_ts:
+                wall = self._step(repeat_from - 1, forward=True)
+                if wall is not None and wall <= wall_ts:
+                    repeat_fire = wall - self._offset_s(shift)
+        cursor = wall_ts
+        while (wall := self._step(cursor, forward=True)) is not None:
+            if wall <= cursor:  # never seen; guards the loop should croniter not move forward
                 cursor += 1
-            elif self._is_repeat(fire):
-                cursor = fire
-            else:
-                return fire
-        return None
+                continue
+            fires = [fire for fire in self._instants(wall) if fire > ts]
+            if fires:
+                return min([*fires, repeat_fire] if repeat_fire is not None else fires)
+            cursor = wall
+        return repeat_fire
 
     def _prev_before(self, ts: int) -> int | None:
-        cursor = ts
-        while (fire := self._step(cursor, forward=False)) is not None:
-            if fire >= cursor:
+        wall_last = self._wall(ts - 1)
+        # Instants before ts read wall times up to wall_last, except the first occurrence of an
+        # hour that has just repeated: those wall times lie after wall_last.
+        first_fire: int | None = None
+        earlier = ts - 1 - _SHIFT_HORIZON_S
+        if self._offset_s(earlier) > self._offset_s(ts - 1):
+            shift = self._shift_at(earlier, ts - 1)
+            repeat_until = self._wall(shift - 1) + 1  # just after the last repeated wall time
+            if repeat_until - 1 > wall_last:
+                wall = self._step(repeat_until, forward=False)
+                if wall is not None and wall > wall_last:
+                    first_fire = wall - self._offset_s(shift - 1)
+        cursor = wall_last + 1
+        while (wall := self._step(cursor, forward=False)) is not None:
+            if wall >= cursor:
                 cursor -= 1
-            elif self._is_repeat(fire):
-                cursor = fire
-            else:
-                return fire
-        return None
+                continue
+            fires = [fire for fire in self._instants(wall) if fire < ts]
+            if fires:
+                return max([*fires, first_fire] if first_fire is not None else fires)
+            cursor = wall
+        return first_fire
 
 
 class EveryTimeline(Timeline):

@@ -1,0 +1,199 @@
+"""Every Prometheus metric of cronlease, on a registry passed in (never the global one).
+
+Names start with `cronlease_`, use base units (seconds, timestamps in seconds) and `_total` for
+counters. Labelled series are created at zero so that `rate()` and alerts see them before the
+first event. Per-schedule series can be switched off for very large schedule sets.
+"""
+
+from __future__ import annotations
+
+import platform
+from collections.abc import Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+
+from scheduler import __version__
+
+OUTCOMES = ("enqueued", "caught_up", "deduplicated", "fenced", "skipped", "misfired")
+SKIP_REASONS = ("paused", "disabled", "outside_window")
+LEADER_EVENTS = ("elected", "demoted", "released", "fenced")
+RENEW_RESULTS = ("ok", "lost", "error")
+RELOAD_RESULTS = ("success", "failure")
+REDIS_ERROR_KINDS = ("connection", "timeout", "loading", "readonly", "noperm", "response", "other")
+# 1 ms to 10 min: on-time runs sit in the first buckets, catch-up runs in the last.
+LAG_BUCKETS_S = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+)  # fmt: skip
+# Above this many schedules, per-schedule series are off unless asked for.
+PER_SCHEDULE_LIMIT = 1000
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry, per_schedule: bool = True) -> None:
+        self.registry = registry
+        self.per_schedule = per_schedule
+        r = registry
+        self.leader = Gauge("cronlease_leader", "1 while this replica holds the lease", registry=r)
+        self.leader_changes = Counter(
+            "cronlease_leader_changes_total",
+            "Leadership changes of this replica, by event",
+            ["event"],
+            registry=r,
+        )
+        self.lease_renewals = Counter(
+            "cronlease_lease_renewals_total", "Lease renewals, by result", ["result"], registry=r
+        )
+        self.lease_renewal_duration = Histogram(
+            "cronlease_lease_renewal_duration_seconds",
+            "Round trip of one lease renewal",
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+            registry=r,
+        )
+        self.lease_token = Gauge(
+            "cronlease_lease_token", "Fencing token of this replica's lease (0 if none)", registry=r
+        )
+        self.occurrences = Counter(
+            "cronlease_occurrences_total",
+            "Fire times by how they ended: enqueued, caught_up, deduplicated, fenced, skipped "
+            "(with a reason) or misfired",
+            ["schedule", "outcome", "reason"],
+            registry=r,
+        )
+        self.lag = Histogram(
+            "cronlease_enqueue_lag_seconds",
+            "enqueued_at minus fire_time of each run written",
+            buckets=LAG_BUCKETS_S,
+            registry=r,
+        )
+        self.last_fire = Gauge(
+            "cronlease_schedule_last_fire_timestamp_seconds",
+            "Fire time of the schedule's last enqueued run (leader only)",
+            ["schedule"],
+            registry=r,
+        )
+        self.next_fire = Gauge(
+            "cronlease_schedule_next_fire_timestamp_seconds",
+            "When the schedule fires next (leader only); in the past means overdue",
+            ["schedule"],
+            registry=r,
+        )
+        self.interval = Gauge(
+            "cronlease_schedule_interval_seconds",
+            "Expected (shortest) interval between fires; 0 for one-shots",
+            ["schedule"],
+            registry=r,
+        )
+        self.paused = Gauge(
+            "cronlease_schedule_paused", "1 while the schedule is paused", ["schedule"], registry=r
+        )
+        self.schedules = Gauge(
+            "cronlease_schedules",
+            "Schedules in the running config, by state",
+            ["state"],
+            registry=r,
+        )
+        self.config_info = Gauge(
+            "cronlease_config_info", "The running config's hash", ["hash"], registry=r
+        )
+        self.reloads = Counter(
+            "cronlease_config_reloads_total", "Config reloads, by result", ["result"], registry=r
+        )
+        self.last_reload_success = Gauge(
+            "cronlease_config_last_reload_successful",
+            "1 if the last reload attempt succeeded",
+            registry=r,
+        )
+        self.last_reload_time = Gauge(
+            "cronlease_config_last_reload_timestamp_seconds",
+            "When the config was last (re)loaded or a reload was attempted",
+            registry=r,
+        )
+        self.config_drift = Gauge(
+            "cronlease_config_drift",
+            "1 when this replica's config hash differs from the leader's",
+            registry=r,
+        )
+        self.queue_length = Gauge(
+            "cronlease_queue_length",
+            "Entries in the queue stream (leader only)",
+            ["queue"],
+            registry=r,
+        )
+        self.queue_pending = Gauge(
+            "cronlease_queue_pending",
+            "Entries delivered to a consumer group but not acknowledged (leader only)",
+            ["queue", "group"],
+            registry=r,
+        )
+        self.queue_lag = Gauge(
+            "cronlease_queue_undelivered",
+            "Entries not yet delivered to a consumer group (leader only)",
+            ["queue", "group"],
+            registry=r,
+        )
+        self.queue_oldest_age = Gauge(
+            "cronlease_queue_oldest_entry_age_seconds",
+            "Age of the oldest entry in the queue stream (leader only)",
+            ["queue"],
+            registry=r,
+        )
+        self.redis_errors = Counter(
+            "cronlease_redis_errors_total", "Failed Redis calls, by kind", ["kind"], registry=r
+        )
+        self.loop_last_turn = Gauge(
+            "cronlease_loop_last_turn_timestamp_seconds",
+            "When the main loop last turned (wall clock)",
+            registry=r,
+        )
+        self.build = Info("cronlease_build", "Version of cronlease and Python", registry=r)
+        self.build.info({"version": __version__, "python": platform.python_version()})
+
+        for event in LEADER_EVENTS:
+            self.leader_changes.labels(event)
+        for result in RENEW_RESULTS:
+            self.lease_renewals.labels(result)
+        for result in RELOAD_RESULTS:
+            self.reloads.labels(result)
+        for kind in REDIS_ERROR_KINDS:
+            self.redis_errors.labels(kind)
+        if not per_schedule:
+            self._init_occurrences("")
+
+    def _init_occurrences(self, schedule: str) -> None:
+        for outcome in OUTCOMES:
+            if outcome == "skipped":
+                for reason in SKIP_REASONS:
+                    self.occurrences.labels(schedule, outcome, reason)
+            else:
+                self.occurrences.labels(schedule, outcome, "")
+
+    def schedule_label(self, name: str) -> str:
+        """The `schedule` label value: the name, or "" when per-schedule series are off."""
+        return name if self.per_schedule else ""
+
+    def set_schedules(self, names: Iterable[str], intervals: dict[str, int]) -> None:
+        """(Re)initialise per-schedule series for the running config; drop removed ones."""
+        names = list(names)
+        if not self.per_schedule:
+            return
+        keep = set(names)
+        for metric in (self.last_fire, self.next_fire, self.interval, self.paused):
+            for labels in _label_values(metric):
+                if labels[0] not in keep:
+                    metric.remove(*labels)
+        for labels in _label_values(self.occurrences):
+            if labels[0] not in keep:
+                self.occurrences.remove(*labels)
+        for name in names:
+            self._init_occurrences(name)
+            self.interval.labels(name).set(intervals.get(name, 0))
+            self.paused.labels(name)
+
+    def occurrence(self, schedule: str, outcome: str, reason: str = "", count: int = 1) -> None:
+        self.occurrences.labels(self.schedule_label(schedule), outcome, reason).inc(count)
+
+
+def _label_values(metric: Gauge | Counter) -> list[tuple[str, ...]]:
+    # prometheus-client keeps children in a private dict; a copy of its keys is all we read.
+    return [tuple(labels) for labels in metric._metrics]
