@@ -66,10 +66,7 @@ def test_ready_watchdog_reloading_and_stopping(
         wait_for_leader(redis)
         seen += receive_until(notify_socket, "WATCHDOG=1")
         seen += receive_until(notify_socket, "WATCHDOG=1")  # it keeps coming, at half the interval
-        assert any(
-            m.startswith("STATUS=leading since")
-            for m in seen + receive_until(notify_socket, "WATCHDOG=1")
-        ) or "leading" in " ".join(seen)
+        assert any(m.startswith("STATUS=leading since") for m in seen), seen
 
         daemon.signal(signal.SIGHUP)
         reload = receive_until(notify_socket, "READY=1")
