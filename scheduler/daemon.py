@@ -36,6 +36,7 @@ from scheduler.targets import DueFire, Outcome, Target, Trigger
 from scheduler.targets.stream import StreamTarget, run_id
 from scheduler.ticker import Batch, Ticker
 from scheduler.timefmt import rfc3339_utc, rfc3339_utc_ms
+from scheduler.timeline import jitter_ms
 
 log = logging.getLogger(__name__)
 
@@ -328,7 +329,9 @@ class Daemon:
         for name in names:
             fire = self.ticker.next_fire_of(name)
             if fire is not None:
-                self.metrics.next_fire.labels(name).set(fire)
+                # When it will be enqueued (jitter included), so "overdue" means late.
+                jitter_s = jitter_ms(name, fire, self._jitter_s.get(name, 0)) / 1000
+                self.metrics.next_fire.labels(name).set(fire + jitter_s)
             else:
                 with contextlib.suppress(KeyError):  # a finished one-shot: no next fire
                     self.metrics.next_fire.remove(name)
@@ -419,6 +422,7 @@ class Daemon:
         self.metrics.config_info.clear()
         self.metrics.config_info.labels(config.digest).set(1)
         intervals = {s.name: s.timeline.shortest_interval_s or 0 for s in config.schedules}
+        self._jitter_s = {s.name: s.jitter_s for s in config.schedules if s.jitter_s}
         self.metrics.set_schedules([s.name for s in config.schedules], intervals)
         enabled = sum(1 for s in config.schedules if s.enabled)
         self.metrics.schedules.labels("enabled").set(enabled)
