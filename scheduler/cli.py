@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import difflib
 import json
 import sys
 import time
@@ -11,9 +10,9 @@ from collections.abc import Callable, Sequence
 from datetime import timezone
 
 from scheduler import __version__
-from scheduler.cli_errors import UsageError
+from scheduler.cliutil import UsageError, find_schedule, table
 from scheduler.commands import REDIS_COMMANDS
-from scheduler.config import Config, ConfigError, Schedule, load_config
+from scheduler.config import Config, ConfigError, load_config
 from scheduler.settings import Settings, add_common_flags, settings_from_args
 from scheduler.timefmt import parse_instant, rfc3339_local, rfc3339_utc
 
@@ -37,15 +36,6 @@ def cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
         f"({enabled} enabled), config hash {config.digest}"
     )
     return EXIT_OK
-
-
-def find_schedule(config: Config, name: str) -> Schedule:
-    by_name = config.by_name()
-    if name in by_name:
-        return by_name[name]
-    close = difflib.get_close_matches(name, list(by_name), n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
-    raise UsageError(f"unknown schedule {name!r} in {config.source}{hint}")
 
 
 def cmd_next(args: argparse.Namespace, settings: Settings) -> int:
@@ -87,18 +77,8 @@ def cmd_next(args: argparse.Namespace, settings: Settings) -> int:
         if not fires and not args.json:
             rows.append((schedule.name, "no more fires", "-"))
     if not args.json:
-        print_table(("SCHEDULE", "LOCAL TIME", "UTC"), rows)
+        print("\n".join(table(("SCHEDULE", "LOCAL TIME", "UTC"), rows)))
     return EXIT_OK
-
-
-def print_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    for row in [header, *rows]:
-        print(
-            "  ".join(
-                str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)
-            ).rstrip()
-        )
 
 
 def build_parser(commands: dict[str, Handler]) -> argparse.ArgumentParser:

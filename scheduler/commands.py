@@ -10,8 +10,9 @@ import prometheus_client
 import redis
 from prometheus_client import CollectorRegistry
 
-from scheduler.cli_errors import UsageError
+from scheduler.cliutil import UsageError
 from scheduler.config import load_config
+from scheduler.control import CONTROL_COMMANDS
 from scheduler.daemon import Daemon, install_signal_handlers
 from scheduler.embedded import ensure_embedded_redis, shutdown_if_last
 from scheduler.httpserver import ProbeServer
@@ -114,4 +115,7 @@ def per_schedule_series(settings: Settings, count: int) -> bool:
     return settings.schedule_metrics == "on"
 
 
-REDIS_COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {"run": cmd_run}
+REDIS_COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
+    "run": cmd_run,
+    **CONTROL_COMMANDS,
+}

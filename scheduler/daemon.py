@@ -351,6 +351,7 @@ class Daemon:
             "host": socket.gethostname(),
             "pid": os.getpid(),
             "started_at": round(self._started_at, 3),
+            "lease_ttl_s": self.timing.ttl_s,
         }
         reply = self.scripts.heartbeat(
             self.replica_id,

@@ -164,11 +164,13 @@ return 1
 # MANUAL: one manual run, outside the cron cursor (it neither reads nor moves it).
 # KEYS[1] the queue stream   KEYS[2] leader
 # ARGV: run_id, schedule, job, args, queue, fire_time, fire_ts, enqueued_at, requested by
-# The run carries the current leader's token ('0' without a leader). Returns the entry id.
+# KEYS[3] epoch
+# The run carries the current leader's token, or the epoch without a leader, so tokens never go
+# down in a stream. Returns the entry id.
 MANUAL = """
 local leader = redis.call('GET', KEYS[2])
-local token = '0'
-if leader then token = string.match(leader, '^(%d+):') or '0' end
+local token = redis.call('GET', KEYS[3]) or '0'
+if leader then token = string.match(leader, '^(%d+):') or token end
 return redis.call('XADD', KEYS[1], '*', 'run_id', ARGV[1], 'schedule', ARGV[2],
   'job', ARGV[3], 'args', ARGV[4], 'queue', ARGV[5], 'fire_time', ARGV[6], 'fire_ts', ARGV[7],
   'enqueued_at', ARGV[8], 'trigger', 'manual', 'token', token, 'replica', ARGV[9])
@@ -282,7 +284,9 @@ class Scripts:
 
     def manual(self, stream: str, fields: Sequence[str]) -> str:
         """XADD a manual run (fields in MANUAL's ARGV order); the entry id."""
-        return _text(self._manual(keys=[stream, self.keys.leader], args=list(fields)))
+        return _text(
+            self._manual(keys=[stream, self.keys.leader, self.keys.epoch], args=list(fields))
+        )
 
 
 @dataclass(frozen=True)

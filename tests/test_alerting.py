@@ -1,4 +1,4 @@
-"""The Prometheus rules, their unit tests and the Grafana dashboard shipped in helm/cronlease/files/.
+"""The Prometheus rules, their unit tests and the Grafana dashboard (helm/cronlease/files/).
 
 Offline checks always run: the files parse, every expected alert exists with `for`, a severity and
 annotations, every metric named in an expression is one scheduler/metrics.py registers (with the

@@ -186,3 +186,15 @@ def test_every_key_carries_the_namespace_hash_tag(namespace: str) -> None:
         keys.queue("default"),
     ):
         assert key.startswith(tag)
+
+
+def test_a_manual_run_without_a_leader_carries_the_epoch_so_tokens_never_go_down(
+    redis: Redis,
+) -> None:
+    scripts = Scripts(redis, KEYS)
+    redis.set(KEYS.epoch, 5)
+    fields = ["b@t#manual-1", "beat", "monitoring.beat", "{}", "default", "t", "1", "t", "cli"]
+    scripts.manual(KEYS.queue("default"), fields)
+    [(_, run)] = redis.xrange(KEYS.queue("default"))
+    assert run["token"] == "5" and run["trigger"] == "manual"
+    assert redis.hlen(KEYS.cursor) == 0
