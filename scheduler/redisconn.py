@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+from collections.abc import Callable
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
@@ -25,6 +26,18 @@ def redact(url: str) -> str:
     if parts.port is not None:
         host = f"{host}:{parts.port}"
     return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+# (socket timeout in seconds, client name) -> a client. The daemon gets one of these, so how
+# Redis is reached (URL, TLS, Sentinel, Cluster) is decided in one place, at start-up.
+Connector = Callable[[float, str], Redis]
+
+
+def url_connector(url: str) -> Connector:
+    def make(socket_timeout_s: float, client_name: str) -> Redis:
+        return connect(url, socket_timeout_s, client_name)
+
+    return make
 
 
 def connect(url: str, socket_timeout_s: float, client_name: str) -> Redis:
