@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import secrets
 import statistics
 import sys
@@ -31,7 +30,6 @@ from scheduler.redisconn import connect
 from scheduler.scripts import Scripts
 from scheduler.targets import DueFire, Lease, Outcome, Trigger
 from scheduler.targets.stream import MAX_FIRES_PER_CALL, StreamTarget
-from scheduler.timefmt import rfc3339_utc_ms
 
 DEFAULT_SIZES = (1, 10, 100, 500, 1000, 5000)
 REPLICA_ID = "bench"
@@ -101,7 +99,7 @@ def measure(
     started = time.perf_counter()
     for batch in batches:
         call_started = time.perf_counter()
-        outcomes = target.enqueue(lease, batch, rfc3339_utc_ms(time.time()))
+        outcomes = target.enqueue(lease, batch).outcomes
         latencies.append(time.perf_counter() - call_started)
         wrong += sum(1 for outcome in outcomes if outcome is not expected)
     seconds = time.perf_counter() - started
@@ -113,7 +111,7 @@ def measure(
         path=path,
         batch_size=size,
         enqueue_calls=len(batches),
-        script_calls=len(batches) * math.ceil(size / MAX_FIRES_PER_CALL),
+        script_calls=len(batches) * len(target.prepare(lease, batches[0]).counts),
         fires=fires,
         seconds=seconds,
         fires_per_s=fires / seconds,

@@ -3,6 +3,11 @@
 A sample is taken at every lease acquisition and renewal. Between samples, time advances with
 `time.monotonic()`, so a replica whose wall clock is wrong (or jumps) still agrees with the others
 on what is due.
+
+The estimate is a lower bound: Redis read its clock at some moment before the reply arrived, so
+anchoring the reading at the reply's arrival can only put us behind Redis (by up to one round
+trip), never ahead. Behind means a run is a fraction of a millisecond late; ahead would mean
+early, which a worker could notice. The enqueue script refuses early fires as well.
 """
 
 from __future__ import annotations
@@ -12,19 +17,20 @@ import time
 
 class RedisClock:
     def __init__(self) -> None:
-        self._redis_s: float | None = None
-        self._mono_s = 0.0
+        # (Redis seconds, monotonic seconds) as one tuple: replaced atomically, since the lease
+        # renewal thread samples while the main loop reads.
+        self._anchor: tuple[float, float] | None = None
 
     @property
     def synced(self) -> bool:
-        return self._redis_s is not None
+        return self._anchor is not None
 
     def sample(self, redis_time_s: float, sent_mono_s: float, received_mono_s: float) -> None:
-        """Redis read its clock somewhere between send and receive; take the midpoint."""
-        self._redis_s = redis_time_s
-        self._mono_s = (sent_mono_s + received_mono_s) / 2
+        del sent_mono_s  # kept in the signature: the round trip bounds the error
+        self._anchor = (redis_time_s, received_mono_s)
 
     def now(self) -> float:
-        if self._redis_s is None:
+        anchor = self._anchor
+        if anchor is None:
             raise RuntimeError("the Redis clock has not been sampled yet")
-        return self._redis_s + (time.monotonic() - self._mono_s)
+        return anchor[0] + (time.monotonic() - anchor[1])

@@ -14,14 +14,16 @@ from scheduler.cliutil import UsageError
 from scheduler.config import load_config
 from scheduler.control import CONTROL_COMMANDS
 from scheduler.daemon import Daemon, install_signal_handlers
+from scheduler.durability import Durability, DurabilityError
 from scheduler.embedded import ensure_embedded_redis, shutdown_if_last
 from scheduler.httpserver import ProbeServer
 from scheduler.keys import Keys
 from scheduler.lease import LeaseTiming, TimingError
 from scheduler.logs import setup_logging
 from scheduler.metrics import PER_SCHEDULE_LIMIT, Metrics
-from scheduler.redisconn import connect, redact, url_connector
+from scheduler.redisconn import connect
 from scheduler.settings import Settings
+from scheduler.topology import TopologyError, check_keys, connector_for, parse_topology
 
 log = logging.getLogger("scheduler")
 
@@ -64,28 +66,59 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         log.error("%s", error)
         return EXIT_USAGE
     config = load_config(settings.config_path)  # ConfigError -> exit 2 with every problem
+    keys = Keys(settings.namespace)
     embedded = not settings.redis_url
+    try:
+        # Every key in one slot (Redis Cluster), the URL and the --redis-* options coherent:
+        # checked before anything starts, so a mistake is exit 2 with one sentence.
+        check_keys(keys, [s.queue for s in config.schedules])
+        if not embedded:
+            connector_for(str(settings.redis_url), settings)
+    except TopologyError as error:
+        raise UsageError(str(error)) from None
     url = start_embedded(settings) if embedded else str(settings.redis_url)
+    try:
+        connector = connector_for(url, settings)
+    except TopologyError as error:  # options that do not fit the embedded server's socket
+        raise UsageError(str(error)) from None
     log.info(
         "cronlease starting: replica %s, %d schedules from %s (hash %s), Redis %s, lease TTL %gs",
         settings.replica_id,
         len(config.schedules),
         settings.config_path,
         config.digest,
-        redact(url),
+        parse_topology(url).describe(),
         timing.ttl_s,
     )
     revive = (lambda: ensure_embedded_redis(settings.config_path)) if embedded else None
     registry = CollectorRegistry(auto_describe=True)
     metrics = Metrics(registry, per_schedule=per_schedule_series(settings, len(config.schedules)))
+    try:
+        durability = Durability.from_settings(
+            settings.redis_wait_replicas,
+            settings.redis_wait_timeout_s,
+            timing.socket_timeout_s,
+            keys.wait_probe,
+            settings.replica_id,
+            metrics.unacknowledged_writes,
+        )
+    except DurabilityError as error:
+        raise UsageError(str(error)) from None
+    if durability is not None:
+        log.info(
+            "durability: lease and enqueue writes wait for %d replica(s), at most %d ms each",
+            durability.replicas,
+            durability.timeout_ms,
+        )
     daemon = Daemon(
         config,
-        url_connector(url),
-        Keys(settings.namespace),
+        connector,
+        keys,
         settings.replica_id,
         timing,
         metrics,
         revive,
+        durability=durability,
     )
     server = None
     if settings.metrics_port:

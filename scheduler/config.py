@@ -10,7 +10,7 @@ import hashlib
 import json
 import re
 import zoneinfo
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
@@ -115,6 +115,14 @@ class _Checker:
 
     def __init__(self) -> None:
         self.problems: list[Problem] = []
+        # Equal timelines are one object, so the leader plans them once (ticker.py).
+        self._timelines: dict[tuple[object, ...], Timeline] = {}
+
+    def _shared(self, key: tuple[object, ...], make: Callable[[], Timeline]) -> Timeline:
+        timeline = self._timelines.get(key)
+        if timeline is None:
+            timeline = self._timelines[key] = make()
+        return timeline
 
     def problem(self, line: int, message: str) -> None:
         self.problems.append(Problem(line, message))
@@ -298,10 +306,12 @@ class _Checker:
                 self.problem(line, f"schedule {name!r}: cron must be a quoted string")
                 return None
             try:
-                return CronTimeline(parse_cron(raw, name), zone, start_ts, end_ts)
+                spec = parse_cron(raw, name)
             except CronSyntaxError as error:
                 self.problem(line, f"schedule {name!r}: {error}")
                 return None
+            key = ("cron", spec.expanded_key, spec.wildcard_hour, zone.key, start_ts, end_ts)
+            return self._shared(key, lambda: CronTimeline(spec, zone, start_ts, end_ts))
         if kind == "every":
             try:
                 interval = parse_duration_s(raw)
@@ -311,7 +321,10 @@ class _Checker:
             if interval < 1:
                 self.problem(line, f"schedule {name!r}: every must be at least 1s")
                 return None
-            return EveryTimeline(interval, start_ts, end_ts)
+            return self._shared(
+                ("every", interval, start_ts, end_ts),
+                lambda: EveryTimeline(interval, start_ts, end_ts),
+            )
         try:
             at_ts = _to_instant(raw, zone)
         except ValueError as error:

@@ -27,10 +27,11 @@ from scheduler.cliutil import UsageError, find_schedule, table
 from scheduler.config import Config, ConfigError, load_config
 from scheduler.embedded import data_dir_for, socket_path_for, unix_url
 from scheduler.keys import Keys
-from scheduler.redisconn import connect, redact
+from scheduler.redisconn import redact
 from scheduler.scripts import Scripts
 from scheduler.settings import Settings
 from scheduler.timefmt import rfc3339_local, rfc3339_utc, rfc3339_utc_ms
+from scheduler.topology import connector_for
 
 EXIT_OK = 0
 EXIT_UNAVAILABLE = 1
@@ -78,10 +79,17 @@ def with_redis(command: str, settings: Settings, action: Callable[[Redis, Keys, 
         return EXIT_UNAVAILABLE
     timeout_s = settings.redis_timeout_s or DEFAULT_TIMEOUT_S
     try:
+        connector = connector_for(url, settings, wait_for_cluster=False)
+    except ValueError as error:  # TopologyError is one
+        raise UsageError(f"--redis-url {redact(url)}: {error}") from None
+    try:
         # Not named `cronlease-...`: the embedded server counts those as replicas still using it.
-        client = connect(url, timeout_s, f"cronlease.{command}")
+        client = connector(timeout_s, f"cronlease.{command}")
     except ValueError as error:
         raise UsageError(f"--redis-url {redact(url)}: {error}") from None
+    except redis.RedisError as error:  # a Redis Cluster is asked for its slot map at once
+        print(f"cronlease {command}: {explain(error, url)}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
     try:
         return action(client, Keys(settings.namespace), url)
     except redis.RedisError as error:
@@ -112,7 +120,11 @@ class Snapshot:
 
 def read_snapshot(client: Redis, keys: Keys, queues: Iterable[str]) -> Snapshot:
     pipe = client.pipeline(transaction=True)
-    pipe.time()
+    # TIME has no key, so Redis Cluster cannot put it in a MULTI: read it just before instead.
+    clustered = not isinstance(client, Redis)
+    time_before = client.time() if clustered else None
+    if not clustered:
+        pipe.time()
     pipe.get(keys.leader)
     pipe.pttl(keys.leader)
     pipe.get(keys.epoch)
@@ -121,9 +133,10 @@ def read_snapshot(client: Redis, keys: Keys, queues: Iterable[str]) -> Snapshot:
     pipe.hgetall(keys.replica_info)
     pipe.hgetall(keys.cursor)
     pipe.smembers(keys.paused)
-    (now, leader, pttl, epoch, leader_info, replicas, replica_info, cursors, paused) = (
-        pipe.execute()
-    )
+    replies = pipe.execute()
+    if time_before is not None:
+        replies = [time_before, *replies]
+    (now, leader, pttl, epoch, leader_info, replicas, replica_info, cursors, paused) = replies
     prefix = keys.queue("")
     names = set(queues)
     for key in client.scan_iter(match=_glob_escape(prefix) + "*", count=1000, _type="stream"):

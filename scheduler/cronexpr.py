@@ -8,10 +8,11 @@ FIRST (as Quartz, Spring and BullMQ write them; croniter puts them last by defau
 
 from __future__ import annotations
 
+import functools
 import itertools
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from croniter import CroniterBadCronError, CroniterBadDateError, CroniterError, croniter
@@ -27,6 +28,7 @@ MACROS = {
     "@hourly": "0 * * * *",
 }
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _DAY_S = 86400
 _HOUR_S = 3600
 
@@ -46,6 +48,12 @@ class CronSpec:
     # Hour field `*` or a step: such a schedule runs in both occurrences of a repeated hour.
     wildcard_hour: bool
     shortest_interval_s: int  # conservative lower bound on the gap between two fires
+    # What the fields expand to: equal for expressions that fire alike (`H` of two names may
+    # land on the same minute), so timelines can be shared.
+    expanded_key: str = ""
+    # croniter's iterator, made once (making one parses the expression again). It walks wall
+    # time as if in UTC; callers always pass start_time, so sharing it is safe in one thread.
+    iterator: croniter | None = field(default=None, compare=False, repr=False)
 
     def make_iter(self, start: datetime) -> croniter:
         return croniter(
@@ -55,9 +63,20 @@ class CronSpec:
             second_at_beginning=self.has_seconds,
         )
 
+    def wall_iter(self) -> croniter:
+        return self.iterator if self.iterator is not None else self.make_iter(_EPOCH)
+
 
 def parse_cron(expression: str, name: str) -> CronSpec:
-    """Validate `expression` for the schedule `name`; raise CronSyntaxError if unusable."""
+    """Validate `expression` for the schedule `name`; raise CronSyntaxError if unusable.
+
+    Memoised: a config of 100,000 schedules repeats few expressions, and only `H` makes the
+    name matter."""
+    return _parse_cron(expression, name if "h" in expression.lower() else "")
+
+
+@functools.lru_cache(maxsize=65536)
+def _parse_cron(expression: str, name: str) -> CronSpec:
     text = " ".join(expression.split())
     if text.startswith("@"):
         if text.lower() not in MACROS:
@@ -78,9 +97,11 @@ def parse_cron(expression: str, name: str) -> CronSpec:
     has_seconds = len(parts) == 6
     hash_id = name.encode() if "h" in text.lower() else None
     try:
-        expanded, _ = croniter.expand(text, hash_id=hash_id, second_at_beginning=has_seconds)
+        # Constructing the iterator validates and expands the expression: once, not twice.
+        iterator = croniter(text, _EPOCH, hash_id=hash_id, second_at_beginning=has_seconds)
     except (CroniterBadCronError, CroniterError, ValueError) as error:
         raise CronSyntaxError(f"cron {expression!r} is invalid: {error}") from None
+    expanded, nth = iterator.expanded, iterator.nth_weekday_of_month
     hour_field = parts[2] if has_seconds else parts[1]
     spec = CronSpec(
         expression=expression,
@@ -89,15 +110,31 @@ def parse_cron(expression: str, name: str) -> CronSpec:
         hash_id=hash_id,
         wildcard_hour="*" in hour_field or "/" in hour_field,
         shortest_interval_s=_shortest_interval_s(expanded, has_seconds),
+        expanded_key=f"{expanded!r}{nth!r}{has_seconds}",
+        iterator=iterator,
     )
-    try:
-        spec.make_iter(datetime(2000, 1, 1, tzinfo=timezone.utc)).get_next(float)
-    except CroniterBadDateError:
+    if not _ever_fires(spec.expanded_key, spec):
         raise CronSyntaxError(
             f"cron {expression!r} never fires (no date matches, e.g. February 31st); "
             "check the day-of-month and month fields"
-        ) from None
+        )
     return spec
+
+
+_FIRES_CACHE: dict[str, bool] = {}
+
+
+def _ever_fires(key: str, spec: CronSpec) -> bool:
+    """Whether any date matches (croniter searches up to 50 years); one search per expansion."""
+    known = _FIRES_CACHE.get(key)
+    if known is None:
+        try:
+            spec.wall_iter().get_next(float, start_time=946684800.0)  # from 2000-01-01
+            known = True
+        except CroniterBadDateError:
+            known = False
+        _FIRES_CACHE[key] = known
+    return known
 
 
 _EQUAL_RANGE = re.compile(r"([0-9A-Za-z]+)-\1(?:/\d+)?", re.IGNORECASE)

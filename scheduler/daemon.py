@@ -15,7 +15,8 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from types import FrameType
 
 import redis
@@ -25,6 +26,7 @@ from scheduler import __version__, failpoints
 from scheduler.clock import RedisClock
 from scheduler.config import Config, ConfigError, load_config
 from scheduler.configwatch import ConfigWatch
+from scheduler.durability import Durability
 from scheduler.keys import Keys
 from scheduler.lease import LeaseKeeper, LeaseTiming
 from scheduler.metrics import Metrics
@@ -32,16 +34,19 @@ from scheduler.queuestats import QueueStats
 from scheduler.redisconn import Backoff, Connector, ErrorEpisodes
 from scheduler.scripts import Scripts
 from scheduler.sdnotify import Notifier
-from scheduler.targets import DueFire, Outcome, Target, Trigger
+from scheduler.targets import DueFire, Outcome, Prepared, Target, Trigger, Written
 from scheduler.targets.stream import StreamTarget, run_id
 from scheduler.ticker import Batch, Ticker
-from scheduler.timefmt import rfc3339_utc, rfc3339_utc_ms
+from scheduler.timefmt import rfc3339_utc
 from scheduler.timeline import jitter_ms
 
 log = logging.getLogger(__name__)
 
 # Wake a little after a fire is due: absorbs the error in the Redis clock estimate.
 WAKE_PAD_S = 0.002
+# How long before an instant its batch is planned and encoded (see _prepare).
+LOOKAHEAD_S = 0.25
+MAX_LOOKAHEAD_S = 2.0
 MIN_REDIS_VERSION = (6, 2)
 # Replicas silent for this many lease TTLs drop out of the heartbeat set.
 FORGET_REPLICA_TTLS = 30
@@ -58,6 +63,7 @@ class Daemon:
         metrics: Metrics,
         revive: Callable[[], object] | None = None,
         notifier: Notifier | None = None,
+        durability: Durability | None = None,
     ) -> None:
         self.config = config
         self.keys = keys
@@ -72,7 +78,11 @@ class Daemon:
         self.client: Redis = connector(timing.socket_timeout_s, self.client_name)
         self.scripts = Scripts(self.client, keys)
         self.clock = RedisClock()
-        self.lease = LeaseKeeper(self.scripts, replica_id, timing, self.clock)
+        # --redis-wait-replicas (scheduler/durability.py): lease and enqueue writes count only
+        # once enough replicas acknowledge them.
+        self.durability = durability
+        confirm = None if durability is None else durability.confirmer(self.client)
+        self.lease = LeaseKeeper(self.scripts, replica_id, timing, self.clock, confirm)
         self.target: Target = StreamTarget(self.scripts, keys)
         self.ticker = Ticker(config.schedules)
         self.queue_stats = QueueStats(self.client, keys, metrics)
@@ -87,6 +97,14 @@ class Daemon:
         self._redis_ok = False
         self._ready_notified = False
         self._next_heartbeat_mono = 0.0
+        # The next instant's batch, encoded ahead: (due at, Redis time; the batch).
+        self._prepared: tuple[float, Prepared] | None = None
+        self._lookahead_s = LOOKAHEAD_S
+        # Whether this loop acts as leader; the renewal thread may drop the lease under it, and
+        # the loop then demotes (metrics, prepared batch) on its next turn.
+        self._leading = False
+        self._leading_token: int | None = None
+        self._leading_event = threading.Event()
         self._loop_turned_mono = time.monotonic()
         self._started_at = time.time()
         self._show_config(config)
@@ -129,21 +147,25 @@ class Daemon:
     def ready(self) -> tuple[bool, str]:
         if not self._redis_ok:
             return False, "Redis not reachable"
-        role = "leader" if self.lease.held else "follower"
+        role = "leader" if self._leading else "follower"
         return True, f"ok: {role}, config {self.config.digest}"
 
     # -- main loop --------------------------------------------------------------------------
 
     def run(self) -> int:
-        listener = threading.Thread(target=self._listen_for_handover, daemon=True)
-        listener.start()
+        threading.Thread(target=self._listen_for_handover, daemon=True).start()
+        threading.Thread(target=self._renew_forever, daemon=True).start()
         while not self.stopping:
             self._turn()
             if self._reload_requested or self._watch.changed(time.monotonic()):
                 self._reload_requested = False
                 self._reload()
             try:
-                if self.lease.held:
+                if self._leading and not self.lease.held:
+                    self._demote(self.lease.not_renewed_because or "the lease was lost")
+                elif self._leading and not self.lease.valid():
+                    self._demote("no successful renewal before the lease deadline")
+                elif self._leading:
                     self._lead_once()
                 else:
                     self._follow_once()
@@ -156,13 +178,40 @@ class Daemon:
                 self.metrics.redis_errors.labels(kind).inc()
                 if kind == "connection" and self._revive is not None:
                     self._try_revive()
-                if self.lease.held and not self.lease.valid():
+                if self._leading and not self.lease.valid():
                     self._demote("no successful renewal before the lease deadline")
                 self.notifier.status(f"waiting for Redis ({kind})")
-                cap = self.timing.renew_interval_s / 2 if self.lease.held else None
+                cap = self.timing.renew_interval_s / 2 if self._leading else None
                 self._sleep(self._backoff.next_delay(cap))
         self._shutdown()
         return 0
+
+    def _renew_forever(self) -> None:
+        """The lease renewal thread: renews on time however long the main loop is busy (planning
+        100,000 cron schedules takes seconds), so leadership never lapses for want of a turn.
+        The main loop still checks the deadline before every write."""
+        errors = ErrorEpisodes("lease renewal")
+        while not self.stopping:
+            if not self._leading or not self.lease.held:
+                self._leading_event.wait(0.5)
+                continue
+            delay = self.lease.next_renew_mono - time.monotonic()
+            if delay > 0:
+                self._stopping.wait(delay)
+                continue
+            started = time.monotonic()
+            try:
+                renewed = self.lease.renew()
+            except redis.RedisError as error:
+                self.metrics.lease_renewals.labels("error").inc()
+                self.metrics.redis_errors.labels(errors.failed(error)).inc()
+                self._stopping.wait(min(0.05, self.timing.renew_interval_s / 10))
+                continue
+            errors.recovered()
+            self.metrics.lease_renewal_duration.observe(time.monotonic() - started)
+            self.metrics.lease_renewals.labels("ok" if renewed else "lost").inc()
+            if not renewed:
+                self._wake.set()  # the main loop demotes
 
     def _turn(self) -> None:
         failpoints.hit("main-loop")
@@ -196,6 +245,9 @@ class Daemon:
         raw: dict[str, str] = self.client.hgetall(self.keys.cursor)  # type: ignore[assignment]
         cursors = {name: int(ts) for name, ts in raw.items()}
         now = self.clock.now()
+        self._leading = True
+        self._leading_token = lease.token
+        self._leading_event.set()
         self.ticker.start(cursors, now)
         self.scripts.leader_info(lease.value, lease.token, self.replica_id, now, self.config.digest)
         self.metrics.leader.set(1)
@@ -214,7 +266,10 @@ class Daemon:
         self.notifier.status(f"leading since {rfc3339_utc(int(now))} with token {lease.token}")
 
     def _demote(self, why: str, event: str = "demoted") -> None:
-        token = self.lease.lease.token if self.lease.lease else None
+        self._prepared = None  # the ticker starts afresh from Redis's cursors on re-election
+        self._leading = False
+        self._leading_event.clear()
+        token = self._leading_token
         self.lease.drop()
         self.metrics.leader.set(0)
         self.metrics.lease_token.set(0)
@@ -227,36 +282,48 @@ class Daemon:
         self.notifier.status(f"following: {why}")
 
     def _lead_once(self) -> None:
-        if time.monotonic() >= self.lease.next_renew_mono:
-            started = time.monotonic()
-            try:
-                renewed = self.lease.renew()
-            except redis.RedisError:
-                self.metrics.lease_renewals.labels("error").inc()
-                raise
-            self.metrics.lease_renewal_duration.observe(time.monotonic() - started)
-            self.metrics.lease_renewals.labels("ok" if renewed else "lost").inc()
-            if not renewed:
-                self._demote("another replica holds the lease")
-                return
-        if not self.lease.valid():
-            self._demote("no successful renewal before the lease deadline")
-            return
-        batch = self.ticker.due(self.clock.now())
-        self._count_unwritten(batch)
-        if batch.fires:
-            self._write(batch.fires)
-        else:
-            self.ticker.settle()
-        if not self.lease.held:
+        if self._prepared is None:
+            self._prepare()
+        if self._prepared is not None and self.clock.now() >= self._prepared[0]:
+            prepared, self._prepared = self._prepared[1], None
+            self._write(prepared)
+        if not self._leading:
             return
         self._heartbeat_if_due()
-        wake_in = self.lease.next_renew_mono - time.monotonic()
-        wake_in = min(wake_in, self._next_heartbeat_mono - time.monotonic())
-        next_due = self.ticker.next_due()
-        if next_due is not None:
-            wake_in = min(wake_in, next_due - self.clock.now() + WAKE_PAD_S)
+        # The deadline wake-up makes the loop notice a lapsed lease even with nothing due.
+        wake_in = min(self.lease.time_left_s(), self._next_heartbeat_mono - time.monotonic())
+        if self._prepared is not None:
+            wake_in = min(wake_in, self._prepared[0] - self.clock.now() + WAKE_PAD_S)
+        else:
+            next_due = self.ticker.next_due()
+            if next_due is not None:
+                wake_in = min(wake_in, next_due - self._lookahead_s - self.clock.now())
         self._sleep(wake_in)
+
+    def _prepare(self) -> None:
+        """Plan and encode the next instant's batch up to LOOKAHEAD_S before it is due, so that
+        when it comes only the write is left. Nothing is sent before its instant."""
+        next_due = self.ticker.next_due()
+        now = self.clock.now()
+        if next_due is None or next_due - now > self._lookahead_s:
+            return
+        started = time.monotonic()
+        at = max(next_due, now)
+        batch = self.ticker.due(at)
+        self._count_unwritten(batch)
+        lease = self.lease.lease
+        if not batch.fires or lease is None:
+            self.ticker.settle()
+            return
+        self._prepared = (at, self.target.prepare(lease, batch.fires))
+        # A big instant (100,000 fires) takes longer to prepare than LOOKAHEAD_S: start earlier.
+        took_s = time.monotonic() - started
+        self._lookahead_s = min(MAX_LOOKAHEAD_S, max(LOOKAHEAD_S, 2 * took_s))
+
+    def _drop_prepared(self) -> None:
+        if self._prepared is not None:
+            self._prepared = None
+            self.ticker.requeue()
 
     def _count_unwritten(self, batch: Batch) -> None:
         for name, count in batch.misfired.items():
@@ -271,7 +338,7 @@ class Daemon:
         if batch.misfired or batch.disabled:
             self._update_next_fires({*batch.misfired, *batch.disabled})
 
-    def _write(self, fires: list[DueFire]) -> None:
+    def _write(self, prepared: Prepared) -> None:
         lease = self.lease.lease
         if lease is None or not self.lease.valid():
             self.ticker.requeue()
@@ -279,52 +346,70 @@ class Daemon:
             return
         # A freeze here, between the deadline check and the write, is what fencing is for.
         failpoints.hit("before-enqueue")
-        now = self.clock.now()
         try:
-            outcomes = self.target.enqueue(lease, fires, rfc3339_utc_ms(now))
+            written = self.target.send(prepared)
         except redis.RedisError:
             self.ticker.requeue()
             raise
-        if Outcome.FENCED in outcomes:
+        fires = prepared.fires
+        fenced = Outcome.FENCED in written.outcomes
+        self._count_written(fires, written)
+        if fenced:
             self.ticker.requeue()
-            for fire in fires:
-                self.metrics.occurrence(fire.schedule.name, "fenced")
             log.error(
-                "write FENCED: the lease is no longer ours; nothing was written",
+                "write FENCED: the lease is no longer ours; nothing more was written",
                 extra={"token": lease.token, "event": "fenced"},
             )
             self._demote("fenced by the enqueue script", event="fenced")
             return
         self.ticker.settle()
-        touched: set[str] = set()
-        for fire, outcome in zip(fires, outcomes, strict=True):
-            name = fire.schedule.name
-            touched.add(name)
+        self._update_next_fires({fire.schedule.name for fire in fires})
+        # Durability hook: runs too few replicas hold could vanish in a failover. Stand down, so
+        # a new leader resumes from the cursor the replicas do have.
+        if self.durability is not None and not self.durability.confirm(self.client, "enqueue"):
+            self._demote("an enqueue was not acknowledged by replicas", event="unacknowledged")
+
+    def _count_written(self, fires: Sequence[DueFire], written: Written) -> None:
+        """Metrics for a batch, aggregated: one update per (schedule, outcome), not per fire."""
+        per_schedule = self.metrics.per_schedule
+        outcomes: Counter[tuple[str, str, str]] = Counter()
+        lags: Counter[tuple[float, int]] = Counter()
+        last_fire: dict[str, int] = {}
+        debug = log.isEnabledFor(logging.DEBUG)
+        for fire, outcome, at in zip(fires, written.outcomes, written.enqueued_at_s, strict=True):
+            name = fire.schedule.name if per_schedule else ""
             if outcome is Outcome.ENQUEUED:
                 caught_up = fire.trigger is Trigger.CATCHUP
-                self.metrics.occurrence(name, "caught_up" if caught_up else "enqueued")
-                self.metrics.lag.observe(max(0.0, now - fire.fire_ts))
-                if self.metrics.per_schedule:
-                    self.metrics.last_fire.labels(name).set(fire.fire_ts)
+                outcomes[(name, "caught_up" if caught_up else "enqueued", "")] += 1
+                lags[(at, fire.fire_ts)] += 1
+                last_fire[name] = fire.fire_ts
             elif outcome is Outcome.DUPLICATE:
-                self.metrics.occurrence(name, "deduplicated")
+                outcomes[(name, "deduplicated", "")] += 1
+            elif outcome is Outcome.PAUSED:
+                outcomes[(name, "skipped", "paused")] += 1
             else:
-                self.metrics.occurrence(name, "skipped", "paused")
-            if log.isEnabledFor(logging.DEBUG):
+                outcomes[(name, "fenced", "")] += 1
+            if debug:
                 log.debug(
                     "%s (%s)",
                     outcome.value,
                     fire.trigger.value,
                     extra={
-                        "schedule": name,
-                        "run_id": run_id(name, rfc3339_utc(fire.fire_ts)),
-                        "token": lease.token,
+                        "schedule": fire.schedule.name,
+                        "run_id": run_id(fire.schedule.name, rfc3339_utc(fire.fire_ts)),
+                        "token": self.lease.lease.token if self.lease.lease else None,
                     },
                 )
-        self._update_next_fires(touched)
+        for (name, result, reason), count in outcomes.items():
+            self.metrics.occurrences.labels(name, result, reason).inc(count)
+        for (at, fire_ts), count in lags.items():
+            self.metrics.lag.observe(max(0.0, at - fire_ts), count)
+        if per_schedule:
+            for name, fire_ts in last_fire.items():
+                self.metrics.last_fire.labels(name).set(fire_ts)
 
     def _update_next_fires(self, names: Iterable[str]) -> None:
-        if not self.metrics.per_schedule or not self.lease.held:
+        if not self.metrics.per_schedule or not self._leading:
             return
         for name in names:
             fire = self.ticker.next_fire_of(name)
@@ -395,7 +480,8 @@ class Daemon:
             log.info("config file touched but unchanged (hash %s)", new.digest)
             self.notifier.ready()
             return
-        leading = self.lease.held and self.clock.synced
+        leading = self._leading and self.clock.synced
+        self._drop_prepared()
         changes = self.ticker.reconfigure(new.schedules, self.clock.now() if leading else 0.0)
         old_digest = self.config.digest
         self.config = new
@@ -467,7 +553,7 @@ class Daemon:
                 backoff.reset()
                 while not self.stopping:
                     message = pubsub.get_message(timeout=1.0)
-                    if message is not None and not self.lease.held:
+                    if message is not None and not self._leading:
                         log.debug("handover notice: %s", message.get("data"))
                         self._wake.set()
             except redis.RedisError:

@@ -62,6 +62,12 @@ class Keys:
         """Hash the leader keeps up to date: since, config hash, token."""
         return f"{self.prefix}:leader-info"
 
+    @property
+    def wait_probe(self) -> str:
+        """String with PX, written just before each WAIT (--redis-wait-replicas): the write
+        that makes WAIT cover every earlier write of this replica, whatever its connection."""
+        return f"{self.prefix}:wait-probe"
+
     def queue(self, name: str) -> str:
         """Stream of runs for one queue."""
         return f"{self.prefix}:queue:{name}"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from scheduler.clock import RedisClock
@@ -69,9 +70,17 @@ class AcquireResult:
 
 class LeaseKeeper:
     def __init__(
-        self, scripts: Scripts, replica_id: str, timing: LeaseTiming, clock: RedisClock
+        self,
+        scripts: Scripts,
+        replica_id: str,
+        timing: LeaseTiming,
+        clock: RedisClock,
+        confirm: Callable[[str], bool] | None = None,
     ) -> None:
         self._scripts = scripts
+        # --redis-wait-replicas (scheduler/durability.py): confirm("acquire" | "renew") is True
+        # once enough replicas hold the write.
+        self._confirm = confirm
         self.replica_id = replica_id
         self.timing = timing
         self._clock = clock
@@ -80,6 +89,7 @@ class LeaseKeeper:
         self.next_renew_mono = 0.0
         self.generation: str | None = None
         self.leader_since_s: float | None = None  # Redis time of acquisition
+        self.not_renewed_because = ""  # why the last renew() returned False, for the log
 
     @property
     def held(self) -> bool:
@@ -103,6 +113,10 @@ class LeaseKeeper:
         self.generation = reply.generation
         if reply.token == 0:
             return AcquireResult(False, max(0.0, reply.pttl_ms / 1000), data_lost)
+        # Durability hook: a lease that too few replicas hold could vanish in a failover while
+        # we lead on it. Not acquired, then; the key (ours) expires after one TTL.
+        if self._confirm is not None and not self._confirm("acquire"):
+            return AcquireResult(False, self.timing.ttl_s, data_lost)
         self.lease = Lease(f"{reply.token}:{self.replica_id}", reply.token, self.replica_id)
         self._deadline_mono = sent + self.timing.ttl_s
         self.next_renew_mono = sent + self.timing.renew_interval_s
@@ -110,20 +124,38 @@ class LeaseKeeper:
         return AcquireResult(True, 0.0, data_lost)
 
     def renew(self) -> bool:
-        """Renew; False means the lease is someone else's now (we are a follower again)."""
-        assert self.lease is not None
+        """Renew; False means the lease is someone else's now (we are a follower again).
+
+        Runs on the renewal thread while the main loop reads `lease` and `valid()`: it works on
+        the lease it started with and changes nothing if that lease was dropped meanwhile."""
+        lease = self.lease
+        if lease is None:
+            return False
         sent = time.monotonic()
         # Until this renewal succeeds, retry soon rather than after a full interval.
         self.next_renew_mono = sent + min(self.timing.renew_interval_s, self.timing.ttl_s / 10)
-        reply = self._scripts.renew(self.lease.value, self.timing.ttl_ms)
+        reply = self._scripts.renew(lease.value, self.timing.ttl_ms)
         received = time.monotonic()
         self._clock.sample(reply.redis_time_s, sent, received)
         if not reply.renewed:
-            self.drop()
+            self.not_renewed_because = (
+                "the lease is no longer ours (it expired or another replica took it)"
+            )
+            self._drop_if(lease)
             return False
-        self._deadline_mono = sent + self.timing.ttl_s
-        self.next_renew_mono = sent + self.timing.renew_interval_s
+        # Durability hook: a renewal too few replicas hold is treated as not made.
+        if self._confirm is not None and not self._confirm("renew"):
+            self.not_renewed_because = "the lease renewal was not acknowledged by replicas"
+            self._drop_if(lease)
+            return False
+        if self.lease is lease:
+            self._deadline_mono = sent + self.timing.ttl_s
+            self.next_renew_mono = sent + self.timing.renew_interval_s
         return True
+
+    def _drop_if(self, lease: Lease) -> None:
+        if self.lease is lease:
+            self.drop()
 
     def release(self) -> bool:
         """Compare-and-delete, then publish the handover; True if it was still ours."""

@@ -7,19 +7,30 @@ first event. Per-schedule series can be switched off for very large schedule set
 
 from __future__ import annotations
 
+import bisect
+import itertools
+import math
 import platform
-from collections.abc import Iterable
+import threading
+from collections.abc import Iterable, Iterator, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client.core import HistogramMetricFamily
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from scheduler import __version__
 
 OUTCOMES = ("enqueued", "caught_up", "deduplicated", "fenced", "skipped", "misfired")
 SKIP_REASONS = ("paused", "disabled", "outside_window")
-LEADER_EVENTS = ("elected", "demoted", "released", "fenced")
+LEADER_EVENTS = ("elected", "demoted", "released", "fenced", "unacknowledged")
 RENEW_RESULTS = ("ok", "lost", "error")
 RELOAD_RESULTS = ("success", "failure")
-REDIS_ERROR_KINDS = ("connection", "timeout", "loading", "readonly", "noperm", "response", "other")
+REDIS_ERROR_KINDS = (
+    "connection", "timeout", "loading", "readonly", "noperm", "noreplicas", "response", "other",
+)  # fmt: skip
+# Writes confirmed with WAIT under --redis-wait-replicas (scheduler/durability.py).
+DURABLE_WRITES = ("acquire", "renew", "enqueue")
 # 1 ms to 10 min: on-time runs sit in the first buckets, catch-up runs in the last.
 LAG_BUCKETS_S = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
@@ -60,12 +71,12 @@ class Metrics:
             ["schedule", "outcome", "reason"],
             registry=r,
         )
-        self.lag = Histogram(
+        self.lag = WeightedHistogram(
             "cronlease_enqueue_lag_seconds",
             "enqueued_at minus fire_time of each run written",
-            buckets=LAG_BUCKETS_S,
-            registry=r,
+            LAG_BUCKETS_S,
         )
+        r.register(self.lag)
         self.last_fire = Gauge(
             "cronlease_schedule_last_fire_timestamp_seconds",
             "Fire time of the schedule's last enqueued run (leader only)",
@@ -141,6 +152,13 @@ class Metrics:
         self.redis_errors = Counter(
             "cronlease_redis_errors_total", "Failed Redis calls, by kind", ["kind"], registry=r
         )
+        self.unacknowledged_writes = Counter(
+            "cronlease_redis_unacknowledged_writes_total",
+            "Lease and enqueue writes that fewer replicas than --redis-wait-replicas acknowledged "
+            "in time (not acted on: a failover could lose them)",
+            ["write"],
+            registry=r,
+        )
         self.loop_last_turn = Gauge(
             "cronlease_loop_last_turn_timestamp_seconds",
             "When the main loop last turned (wall clock)",
@@ -157,6 +175,8 @@ class Metrics:
             self.reloads.labels(result)
         for kind in REDIS_ERROR_KINDS:
             self.redis_errors.labels(kind)
+        for write in DURABLE_WRITES:
+            self.unacknowledged_writes.labels(write)
         if not per_schedule:
             self._init_occurrences("")
 
@@ -192,6 +212,44 @@ class Metrics:
 
     def occurrence(self, schedule: str, outcome: str, reason: str = "", count: int = 1) -> None:
         self.occurrences.labels(self.schedule_label(schedule), outcome, reason).inc(count)
+
+
+class WeightedHistogram(Collector):
+    """A histogram that takes `observe(value, count)`: the thousands of runs of one script call
+    share one lag, so they are counted at once instead of one observe() each."""
+
+    def __init__(self, name: str, documentation: str, buckets: Sequence[float]) -> None:
+        self._name = name
+        self._documentation = documentation
+        self._bounds = [*buckets, math.inf]
+        self._counts = [0] * len(self._bounds)
+        self._sum = 0.0
+        self._lock = threading.Lock()
+
+    def observe(self, value: float, count: int = 1) -> None:
+        index = bisect.bisect_left(self._bounds, value)
+        with self._lock:
+            self._counts[index] += count
+            self._sum += value * count
+
+    def collect(self) -> Iterator[HistogramMetricFamily]:
+        with self._lock:
+            counts, total = list(self._counts), self._sum
+        cumulative = list(itertools.accumulate(counts))
+        family = HistogramMetricFamily(self._name, self._documentation)
+        family.add_metric(
+            [],
+            [(_bound(b), float(c)) for b, c in zip(self._bounds, cumulative, strict=True)],
+            total,
+        )
+        yield family
+
+    def describe(self) -> Iterator[HistogramMetricFamily]:
+        yield HistogramMetricFamily(self._name, self._documentation)
+
+
+def _bound(bound: float) -> str:
+    return "+Inf" if math.isinf(bound) else str(floatToGoString(bound))  # type: ignore[no-untyped-call]
 
 
 def _label_values(metric: Gauge | Counter) -> list[tuple[str, ...]]:

@@ -6,7 +6,6 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from urllib.parse import urlsplit, urlunsplit
 
 import redis
 from redis import Redis
@@ -17,15 +16,30 @@ log = logging.getLogger(__name__)
 
 
 def redact(url: str) -> str:
-    """The URL with any password replaced by `***`, fit for logs, errors and status output."""
-    parts = urlsplit(url)
-    if parts.password is None:
+    """The URL with every password replaced by `***`, fit for logs, errors and status output.
+
+    Handles the multi-host forms (`redis+sentinel://u:p@h1:26379,h2:26379/name`) and password
+    query parameters (`?password=...`, `?sentinel_password=...`) as well as redis-py's own.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
         return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+    netloc, slash, tail = rest.partition("/")
+    if "?" in netloc:  # no path: `redis://h:1?password=x`
+        netloc, question, query = netloc.partition("?")
+        slash, tail = "", question + query
+    userinfo, at, hosts = netloc.rpartition("@")
+    if at and ":" in userinfo:
+        netloc = f"{userinfo.split(':', 1)[0]}:***@{hosts}"
+    path, question, query = tail.partition("?")
+    if question:
+        query = "&".join(_redact_param(param) for param in query.split("&"))
+    return f"{scheme}://{netloc}{slash}{path}{question}{query}"
+
+
+def _redact_param(param: str) -> str:
+    name, equals, _ = param.partition("=")
+    return f"{name}=***" if equals and "password" in name.lower() else param
 
 
 # (socket timeout in seconds, client name) -> a client. The daemon gets one of these, so how
@@ -85,8 +99,17 @@ _MEANINGS: list[tuple[type[Exception], str, str]] = [
 ]
 
 
+NOREPLICAS_MEANING = (
+    "Redis refused the write (NOREPLICAS): fewer replicas than its min-replicas-to-write are in "
+    "sync; not leading until they are back"
+)
+
+
 def classify(error: Exception) -> tuple[str, str]:
     """(kind, a sentence saying what it means) for a Redis error."""
+    # redis-py has no class for NOREPLICAS (min-replicas-to-write): it keeps the prefix.
+    if isinstance(error, redis.exceptions.ResponseError) and "NOREPLICAS" in str(error)[:40]:
+        return "noreplicas", NOREPLICAS_MEANING
     for cls, kind, meaning in _MEANINGS:
         if isinstance(error, cls):
             return kind, meaning

@@ -6,12 +6,14 @@ is what a restarted Redis answers. All keys share the namespace hash tag (see ke
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from redis import Redis
 from redis.commands.core import Script
+from redis.exceptions import NoScriptError, RedisError
 
 from scheduler.keys import Keys
 
@@ -64,44 +66,105 @@ end
 return 0
 """
 
+# RFC 3339 in Lua (Redis scripts have no os.date): Unix seconds -> 2026-11-22T02:00:00, by
+# Howard Hinnant's civil_from_days. tests/test_scripts.py checks it against Python's datetime.
+_LUA_RFC3339 = """
+local function rfc3339(t)
+  local days = math.floor(t / 86400)
+  local secs = t - days * 86400
+  local z = days + 719468
+  local era = math.floor(z / 146097)
+  local doe = z - era * 146097
+  local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524)
+    - math.floor(doe / 146096)) / 365)
+  local doy = doe - (365 * yoe + math.floor(yoe / 4) - math.floor(yoe / 100))
+  local mp = math.floor((5 * doy + 2) / 153)
+  local day = doy - math.floor((153 * mp + 2) / 5) + 1
+  local month = mp < 10 and mp + 3 or mp - 9
+  local year = yoe + era * 400 + (month <= 2 and 1 or 0)
+  return string.format('%04d-%02d-%02dT%02d:%02d:%02d', year, month, day,
+    math.floor(secs / 3600), math.floor(secs / 60) % 60, secs % 60)
+end
+"""
+
 # ENQUEUE_STREAM: the fenced, de-duplicated, atomic enqueue of a batch of fires.
 # KEYS[1] leader   KEYS[2] cursor   KEYS[3] paused   KEYS[4..] the queue streams used
 # ARGV[1] our lease value `<token>:<replica-id>`   ARGV[2] token   ARGV[3] replica id
-# ARGV[4] number of fires, then per fire 9 values:
-#   stream index (1-based into KEYS[4..]), schedule, fire_ts, run_id, job, args, queue,
-#   fire_time, enqueued_at + '|' + trigger
-# Returns one code per fire: 1 enqueued, 0 duplicate (cursor already at or past fire_ts),
-#   2 paused (cursor advanced, nothing written), or a single {-1} when fenced (nothing written).
-ENQUEUE_STREAM = """
+# ARGV[4] number of fires, then per fire 7 values:
+#   stream index (1-based into KEYS[4..]), schedule, job, args (JSON), queue, fire_ts,
+#   trigger (`scheduled` or `catchup`)
+# Writes run_id, fire_time and enqueued_at itself: enqueued_at is Redis's TIME when the call
+# began (all runs of one call share it; a call is at most a few ms of work).
+# Never early: a fire whose second Redis's own clock has not reached refuses the whole call.
+# Returns -1 when fenced (nothing written), -2 when too early (nothing written), else {time_s,
+#   time_us, then one code per fire:
+#   1 enqueued, 0 duplicate (cursor already at or past fire_ts), 2 paused (cursor advanced,
+#   nothing written)}.
+# Cursors are read with one HMGET and written with one HSET per call, not per fire.
+ENQUEUE_STREAM = (
+    _LUA_RFC3339
+    + """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
-  return {-1}
+  return -1
 end
-local results = {}
 local count = tonumber(ARGV[4])
+local names = {}
 for i = 0, count - 1 do
-  local base = 5 + i * 9
-  local schedule = ARGV[base + 1]
-  local fire_ts = tonumber(ARGV[base + 2])
-  local cursor = tonumber(redis.call('HGET', KEYS[2], schedule))
-  if cursor and cursor >= fire_ts then
-    results[i + 1] = 0
-  elseif redis.call('SISMEMBER', KEYS[3], schedule) == 1 then
-    redis.call('HSET', KEYS[2], schedule, fire_ts)
-    results[i + 1] = 2
-  else
-    local tail = ARGV[base + 8]
-    local bar = string.find(tail, '|', 1, true)
-    redis.call('XADD', KEYS[3 + tonumber(ARGV[base])], '*',
-      'run_id', ARGV[base + 3], 'schedule', schedule, 'job', ARGV[base + 4],
-      'args', ARGV[base + 5], 'queue', ARGV[base + 6], 'fire_time', ARGV[base + 7],
-      'fire_ts', ARGV[base + 2], 'enqueued_at', string.sub(tail, 1, bar - 1),
-      'trigger', string.sub(tail, bar + 1), 'token', ARGV[2], 'replica', ARGV[3])
-    redis.call('HSET', KEYS[2], schedule, fire_ts)
-    results[i + 1] = 1
+  names[i + 1] = ARGV[6 + i * 7]
+end
+local stored = redis.call('HMGET', KEYS[2], unpack(names))
+local cursor = {}
+for i = 1, count do
+  if stored[i] then cursor[names[i]] = tonumber(stored[i]) end
+end
+local paused = {}
+if redis.call('SCARD', KEYS[3]) > 0 then
+  for _, name in ipairs(redis.call('SMEMBERS', KEYS[3])) do paused[name] = true end
+end
+local now = redis.call('TIME')
+for i = 0, count - 1 do
+  if tonumber(ARGV[10 + i * 7]) > tonumber(now[1]) then
+    return -2
   end
+end
+local enqueued_at = rfc3339(tonumber(now[1])) .. string.format('.%03dZ', math.floor(now[2] / 1000))
+local fire_times = {}
+local results = {now[1], now[2]}
+local moved = {}
+for i = 0, count - 1 do
+  local base = 5 + i * 7
+  local schedule = ARGV[base + 1]
+  local fire_ts = tonumber(ARGV[base + 5])
+  local last = cursor[schedule]
+  if last and last >= fire_ts then
+    results[i + 3] = 0
+  else
+    cursor[schedule] = fire_ts
+    moved[#moved + 1] = schedule
+    moved[#moved + 1] = ARGV[base + 5]
+    if paused[schedule] then
+      results[i + 3] = 2
+    else
+      local fire_time = fire_times[fire_ts]
+      if not fire_time then
+        fire_time = rfc3339(fire_ts) .. 'Z'
+        fire_times[fire_ts] = fire_time
+      end
+      redis.call('XADD', KEYS[3 + tonumber(ARGV[base])], '*',
+        'run_id', schedule .. '@' .. fire_time, 'schedule', schedule, 'job', ARGV[base + 2],
+        'args', ARGV[base + 3], 'queue', ARGV[base + 4], 'fire_time', fire_time,
+        'fire_ts', ARGV[base + 5], 'enqueued_at', enqueued_at, 'trigger', ARGV[base + 6],
+        'token', ARGV[2], 'replica', ARGV[3])
+      results[i + 3] = 1
+    end
+  end
+end
+if #moved > 0 then
+  redis.call('HSET', KEYS[2], unpack(moved))
 end
 return results
 """
+)
 
 # HEARTBEAT: a replica says it is alive; the leader also publishes its config hash.
 # KEYS[1] replicas (zset)   KEYS[2] replica-info (hash)   KEYS[3] leader   KEYS[4] leader-info
@@ -176,7 +239,7 @@ return redis.call('XADD', KEYS[1], '*', 'run_id', ARGV[1], 'schedule', ARGV[2],
   'enqueued_at', ARGV[8], 'trigger', 'manual', 'token', token, 'replica', ARGV[9])
 """
 
-FIELDS_PER_FIRE = 9
+FIELDS_PER_FIRE = 7
 
 
 @dataclass(frozen=True)
@@ -203,6 +266,8 @@ class Scripts:
         self._renew: Script = client.register_script(RENEW)
         self._release: Script = client.register_script(RELEASE)
         self._enqueue: Script = client.register_script(ENQUEUE_STREAM)
+        self._enqueue_keys = (keys.leader, keys.cursor, keys.paused)
+        self._client = client
         self._heartbeat: Script = client.register_script(HEARTBEAT)
         self._forget: Script = client.register_script(FORGET)
         self._leader_info: Script = client.register_script(LEADER_INFO)
@@ -230,22 +295,72 @@ class Scripts:
             int(self._release(keys=[self.keys.leader], args=[lease_value, self.keys.handover]))
         )
 
-    def enqueue_stream(
-        self,
-        lease_value: str,
-        token: int,
-        replica_id: str,
-        streams: Sequence[str],
-        fire_args: Sequence[Any],
-        fire_count: int,
-    ) -> list[int]:
-        """Run ENQUEUE_STREAM; `fire_args` is FIELDS_PER_FIRE values per fire (see header)."""
-        k = self.keys
-        reply = self._enqueue(
-            keys=[k.leader, k.cursor, k.paused, *streams],
-            args=[lease_value, token, replica_id, fire_count, *fire_args],
-        )
-        return [int(code) for code in reply]
+    def enqueue_commands(self, lease: EnqueueLease, calls: Sequence[EnqueueCall]) -> EnqueueBatch:
+        """ENQUEUE_STREAM calls as commands, RESP-encoded ahead of time (see run_enqueue):
+        encoding costs about a microsecond per argument, seven arguments per fire."""
+        head = (lease.value, lease.token, lease.replica_id)
+        sha, keys = self._enqueue.sha, self._enqueue_keys
+        commands = [
+            ("EVALSHA", sha, 3 + len(c.streams), *keys, *c.streams, *head, c.count, *c.fire_args)
+            for c in calls
+        ]
+        pool = getattr(self._client, "connection_pool", None)
+        if pool is None:  # a cluster client routes each call itself
+            return EnqueueBatch(commands, None)
+        connection = pool.get_connection()
+        try:
+            return EnqueueBatch(commands, [connection.pack_command(*c) for c in commands])
+        finally:
+            pool.release(connection)
+
+    def run_enqueue(self, batch: EnqueueBatch) -> list[EnqueueReply]:
+        """Send every call on one connection before reading any reply: Redis works on the first
+        while the rest are still on the wire. NOSCRIPT (a restarted or flushed Redis): load the
+        script once and resend only the calls that missed it."""
+        replies = self._pipelined(batch.commands, batch.packed)
+        missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+        if missing:
+            self._client.script_load(ENQUEUE_STREAM)
+            retried = self._pipelined([batch.commands[i] for i in missing], None)
+            for index, reply in zip(missing, retried, strict=True):
+                replies[index] = reply
+        for _ in range(EARLY_RETRIES):
+            early = [i for i, reply in enumerate(replies) if reply == TOO_EARLY]
+            if not early:
+                break
+            # Our clock estimate ran ahead of Redis's (it should not: see clock.py): wait a
+            # moment and send those calls again; each call is atomic, so nothing is half-done.
+            time.sleep(EARLY_PAUSE_S)
+            retried = self._pipelined([batch.commands[i] for i in early], None)
+            for index, reply in zip(early, retried, strict=True):
+                replies[index] = reply
+        return [_enqueue_reply(reply) for reply in replies]
+
+    def _pipelined(
+        self, commands: Sequence[tuple[Any, ...]], packed: Sequence[list[bytes]] | None
+    ) -> list[Any]:
+        pool = getattr(self._client, "connection_pool", None)
+        if pool is None:  # a cluster client: route each call by its first key
+            return [_call_or_error(self._client, command) for command in commands]
+        connection = pool.get_connection()
+        try:
+            for index, command in enumerate(commands):
+                if packed is not None:
+                    connection.send_packed_command(packed[index])
+                else:
+                    connection.send_command(*command)
+            replies: list[Any] = []
+            for _ in commands:
+                try:
+                    replies.append(connection.read_response())
+                except NoScriptError as error:
+                    replies.append(error)
+            return replies
+        except BaseException:
+            connection.disconnect()
+            raise
+        finally:
+            pool.release(connection)
 
     def heartbeat(
         self,
@@ -287,6 +402,56 @@ class Scripts:
         return _text(
             self._manual(keys=[stream, self.keys.leader, self.keys.epoch], args=list(fields))
         )
+
+
+@dataclass(frozen=True)
+class EnqueueLease:
+    value: str
+    token: int
+    replica_id: str
+
+
+@dataclass(frozen=True)
+class EnqueueCall:
+    streams: Sequence[str]  # KEYS[4..]
+    fire_args: Sequence[Any]  # FIELDS_PER_FIRE values per fire
+    count: int
+
+
+@dataclass(frozen=True)
+class EnqueueBatch:
+    commands: list[tuple[Any, ...]]
+    packed: list[list[bytes]] | None  # the same, RESP-encoded, when the client allows it
+
+
+@dataclass(frozen=True)
+class EnqueueReply:
+    fenced: bool
+    codes: list[int]
+    enqueued_at_s: float  # Redis time when the call began (0 when fenced)
+
+
+TOO_EARLY = -2
+EARLY_RETRIES = 200
+EARLY_PAUSE_S = 0.005
+
+
+def _enqueue_reply(reply: Any) -> EnqueueReply:
+    if isinstance(reply, Exception):
+        raise reply
+    if reply == TOO_EARLY:
+        raise RedisError("Redis's clock stayed behind the batch's fire time for a second")
+    if not isinstance(reply, list):
+        return EnqueueReply(True, [], 0.0)
+    sec, usec, *codes = reply
+    return EnqueueReply(False, [int(code) for code in codes], int(sec) + int(usec) / 1e6)
+
+
+def _call_or_error(client: Any, command: tuple[Any, ...]) -> Any:
+    try:
+        return client.execute_command(*command)
+    except NoScriptError as error:
+        return error
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 from abc import ABC, abstractmethod
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from croniter import CroniterBadDateError
@@ -100,7 +100,7 @@ class CronTimeline(Timeline):
         self.zone = zone
         # One croniter per timeline, re-pointed with start_time: parsing costs more than a step.
         # It runs in UTC over wall seconds, so it never applies DST rules of its own.
-        self._iter = spec.make_iter(datetime.fromtimestamp(0, timezone.utc))
+        self._iter = spec.wall_iter()
 
     @property
     def shortest_interval_s(self) -> int:

@@ -32,7 +32,12 @@ class YamlDocument:
     problems: list[YamlProblem] = field(default_factory=list)
 
 
-class _Loader(yaml.SafeLoader):
+# libyaml's parser when PyYAML was built with it: some 20 times faster than the pure-Python one,
+# with the same nodes and marks, so everything below works with either.
+_Base: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _Loader(_Base):  # type: ignore[valid-type,misc]
     """SafeLoader minus the timestamp resolver, recording duplicate keys."""
 
     problems: list[YamlProblem]
@@ -84,6 +89,9 @@ def load_yaml(text: str) -> YamlDocument:
         mark = error.problem_mark or error.context_mark
         line = mark.line + 1 if mark is not None else 1
         what = error.problem or "invalid YAML"
+        lines = text.splitlines()
+        if 0 < line <= len(lines) and "\t" in lines[line - 1]:
+            what += " (a tab character: YAML indents with spaces only)"
         return YamlDocument(None, [YamlProblem(line, f"YAML syntax error: {what}")])
     except yaml.YAMLError as error:
         return YamlDocument(None, [YamlProblem(1, f"YAML error: {error}")])

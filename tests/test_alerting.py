@@ -24,7 +24,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.metrics import MetricWrapperBase
 
 from scheduler import metrics as metrics_mod
-from scheduler.metrics import Metrics
+from scheduler.metrics import Metrics, WeightedHistogram
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "helm" / "cronlease" / "files" / "cronlease-rules.yaml"
@@ -149,7 +149,7 @@ def registered() -> dict[str, set[str]]:
     }
     names: dict[str, set[str]] = {}
     for wrapper in vars(m).values():
-        if not isinstance(wrapper, MetricWrapperBase):
+        if not isinstance(wrapper, (MetricWrapperBase, WeightedHistogram)):
             continue
         for family in wrapper.describe():
             labels = set(getattr(wrapper, "_labelnames", ()))

@@ -380,12 +380,12 @@ schedules:
     cron: "0 3 * * *"
     job: reports: nightly
 """,
-        [(4, ["YAML syntax error", "mapping values are not allowed here"])],
+        [(4, ["YAML syntax error", "mapping values are not allowed"])],
         id="a YAML syntax error is reported on its line",
     ),
     pytest.param(
         "schedules:\n  report:\n\tcron: '0 3 * * *'\n",
-        [(3, ["YAML syntax error", "'\\t'"])],
+        [(3, ["YAML syntax error", "tab character", "spaces"])],
         id="a tab used for indentation is a syntax error on its line",
     ),
     pytest.param(

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 import time
+from datetime import datetime, timezone
 from typing import Any
 
 import pytest
@@ -86,9 +88,7 @@ def test_enqueue_writes_every_field_of_a_run_and_advances_the_cursor(redis: Redi
     scripts = Scripts(redis, KEYS)
     lease = lease_for(scripts)
     target = StreamTarget(scripts, KEYS)
-    outcomes = target.enqueue(
-        lease, fires((REPORT, 1795312800), (BEAT, 1795312810)), "2026-11-22T02:00:00.004Z"
-    )
+    outcomes = target.enqueue(lease, fires((REPORT, 1795312800), (BEAT, 1795312810))).outcomes
     assert outcomes == [Outcome.ENQUEUED, Outcome.ENQUEUED]
     [(_, run)] = redis.xrange(KEYS.queue("reports"))
     assert run == {
@@ -99,13 +99,18 @@ def test_enqueue_writes_every_field_of_a_run_and_advances_the_cursor(redis: Redi
         "queue": "reports",
         "fire_time": "2026-11-22T02:00:00Z",
         "fire_ts": "1795312800",
-        "enqueued_at": "2026-11-22T02:00:00.004Z",
+        "enqueued_at": run["enqueued_at"],
         "trigger": "scheduled",
         "token": str(lease.token),
         "replica": "r1",
     }
     assert redis.xlen(KEYS.queue("default")) == 1
     assert redis.hgetall(KEYS.cursor) == {"report": "1795312800", "beat": "1795312810"}
+    # enqueued_at is Redis's own clock when the script ran, to the millisecond.
+    redis_now = float(redis.time()[0])
+    written = datetime.fromisoformat(run["enqueued_at"].replace("Z", "+00:00")).timestamp()
+    assert redis_now - 5 <= written <= redis_now + 1
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", run["enqueued_at"])
 
 
 def test_an_enqueue_retried_after_a_lost_reply_is_a_duplicate(redis: Redis) -> None:
@@ -113,9 +118,9 @@ def test_an_enqueue_retried_after_a_lost_reply_is_a_duplicate(redis: Redis) -> N
     lease = lease_for(scripts)
     target = StreamTarget(scripts, KEYS)
     batch = fires((BEAT, 1795312810), (BEAT, 1795312820))
-    assert target.enqueue(lease, batch, "t") == [Outcome.ENQUEUED] * 2
+    assert target.enqueue(lease, batch).outcomes == [Outcome.ENQUEUED] * 2
     # The reply never reached us; we send the same batch again.
-    assert target.enqueue(lease, batch, "t") == [Outcome.DUPLICATE] * 2
+    assert target.enqueue(lease, batch).outcomes == [Outcome.DUPLICATE] * 2
     assert redis.xlen(KEYS.queue("default")) == 2
 
 
@@ -123,8 +128,8 @@ def test_a_fire_older_than_the_cursor_is_a_duplicate(redis: Redis) -> None:
     scripts = Scripts(redis, KEYS)
     lease = lease_for(scripts)
     target = StreamTarget(scripts, KEYS)
-    assert target.enqueue(lease, fires((BEAT, 1795312820)), "t") == [Outcome.ENQUEUED]
-    assert target.enqueue(lease, fires((BEAT, 1795312810)), "t") == [Outcome.DUPLICATE]
+    assert target.enqueue(lease, fires((BEAT, 1795312820))).outcomes == [Outcome.ENQUEUED]
+    assert target.enqueue(lease, fires((BEAT, 1795312810))).outcomes == [Outcome.DUPLICATE]
 
 
 def test_a_stale_leader_is_fenced_and_writes_nothing(redis: Redis) -> None:
@@ -133,13 +138,13 @@ def test_a_stale_leader_is_fenced_and_writes_nothing(redis: Redis) -> None:
     redis.delete(KEYS.leader)  # the old lease expired...
     new = lease_for(scripts, "new")  # ...and another replica took over
     target = StreamTarget(scripts, KEYS)
-    assert target.enqueue(old, fires((BEAT, 1795312810), (REPORT, 1795312800)), "t") == [
+    assert target.enqueue(old, fires((BEAT, 1795312810), (REPORT, 1795312800))).outcomes == [
         Outcome.FENCED,
         Outcome.FENCED,
     ]
     assert redis.xlen(KEYS.queue("default")) == 0
     assert redis.hgetall(KEYS.cursor) == {}
-    assert target.enqueue(new, fires((BEAT, 1795312810)), "t") == [Outcome.ENQUEUED]
+    assert target.enqueue(new, fires((BEAT, 1795312810))).outcomes == [Outcome.ENQUEUED]
     assert new.token > old.token
 
 
@@ -148,7 +153,7 @@ def test_a_paused_schedule_advances_its_cursor_without_a_run(redis: Redis) -> No
     lease = lease_for(scripts)
     redis.sadd(KEYS.paused, "beat")
     target = StreamTarget(scripts, KEYS)
-    outcomes = target.enqueue(lease, fires((BEAT, 1795312810), (REPORT, 1795312800)), "t")
+    outcomes = target.enqueue(lease, fires((BEAT, 1795312810), (REPORT, 1795312800))).outcomes
     assert outcomes == [Outcome.PAUSED, Outcome.ENQUEUED]
     assert redis.xlen(KEYS.queue("default")) == 0
     assert redis.hget(KEYS.cursor, "beat") == "1795312810"
@@ -159,7 +164,7 @@ def test_scripts_are_reloaded_after_redis_forgets_them(redis: Redis) -> None:
     lease = lease_for(scripts)
     redis.script_flush()  # what a restarted Redis looks like to EVALSHA: NOSCRIPT
     target = StreamTarget(scripts, KEYS)
-    assert target.enqueue(lease, fires((BEAT, 1795312810)), "t") == [Outcome.ENQUEUED]
+    assert target.enqueue(lease, fires((BEAT, 1795312810))).outcomes == [Outcome.ENQUEUED]
 
 
 def test_a_large_batch_is_split_but_stays_fenced_as_a_whole(redis: Redis) -> None:
@@ -167,7 +172,7 @@ def test_a_large_batch_is_split_but_stays_fenced_as_a_whole(redis: Redis) -> Non
     lease = lease_for(scripts)
     target = StreamTarget(scripts, KEYS)
     batch = fires(*((BEAT, 1795312800 + 10 * i) for i in range(1200)))
-    assert target.enqueue(lease, batch, "t") == [Outcome.ENQUEUED] * 1200
+    assert target.enqueue(lease, batch).outcomes == [Outcome.ENQUEUED] * 1200
     assert redis.xlen(KEYS.queue("default")) == 1200
 
 
@@ -198,3 +203,35 @@ def test_a_manual_run_without_a_leader_carries_the_epoch_so_tokens_never_go_down
     [(_, run)] = redis.xrange(KEYS.queue("default"))
     assert run["token"] == "5" and run["trigger"] == "manual"
     assert redis.hlen(KEYS.cursor) == 0
+
+
+@pytest.mark.parametrize(
+    "ts",
+    [0, 59, 951782400, 951868799, 1709164800, 1795312800, 4102444799, 4107542400, 253402300799],
+    ids=lambda ts: datetime.fromtimestamp(ts, timezone.utc).isoformat(),
+)
+def test_the_lua_date_formatter_agrees_with_python(redis: Redis, ts: int) -> None:
+    from scheduler.scripts import _LUA_RFC3339
+    from scheduler.timefmt import rfc3339_utc
+
+    lua = _LUA_RFC3339 + "return rfc3339(tonumber(ARGV[1])) .. 'Z'"
+    assert redis.eval(lua, 0, ts) == rfc3339_utc(ts)
+
+
+def test_the_lua_date_formatter_agrees_with_python_on_many_days(redis: Redis) -> None:
+    from scheduler.scripts import _LUA_RFC3339
+    from scheduler.timefmt import rfc3339_utc
+
+    # Every day of 1970-2110 at a varying time of day, in one script call.
+    samples = [day * 86400 + (day * 7919) % 86400 for day in range(0, 51500)]
+    lua = (
+        _LUA_RFC3339
+        + """
+local out = {}
+for i = 1, #ARGV do out[i] = rfc3339(tonumber(ARGV[i])) .. 'Z' end
+return out
+"""
+    )
+    for start in range(0, len(samples), 5000):
+        chunk = samples[start : start + 5000]
+        assert redis.eval(lua, 0, *chunk) == [rfc3339_utc(ts) for ts in chunk]

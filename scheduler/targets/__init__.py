@@ -12,7 +12,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from scheduler.config import Schedule
 
@@ -30,11 +30,19 @@ class Outcome(enum.Enum):
     FENCED = "fenced"  # our lease is gone: nothing written
 
 
-@dataclass(frozen=True, slots=True)
-class DueFire:
+class DueFire(NamedTuple):  # a tuple: made tens of thousands of times a second
     schedule: Schedule
     fire_ts: int
     trigger: Trigger
+
+
+@dataclass(frozen=True)
+class Written:
+    """What a target did with a batch: one outcome per fire, and when each was written
+    (Redis time, seconds; fires of one script call share it)."""
+
+    outcomes: list[Outcome]
+    enqueued_at_s: list[float]
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +54,21 @@ class Lease:
     replica_id: str
 
 
+class Prepared(Protocol):
+    """A batch encoded ahead of its instant, ready to send."""
+
+    @property
+    def fires(self) -> Sequence[DueFire]: ...
+
+
 class Target(Protocol):
-    def enqueue(self, lease: Lease, fires: Sequence[DueFire], enqueued_at: str) -> list[Outcome]:
-        """Write `fires` (in fire-time order per schedule) atomically; one outcome per fire."""
+    def prepare(self, lease: Lease, fires: Sequence[DueFire]) -> Prepared:
+        """Encode `fires` (grouped by schedule, in fire-time order within one) for sending. The
+        leader prepares a second's batch before the second begins, so that at the instant only
+        the write itself is left."""
+        ...
+
+    def send(self, prepared: Prepared) -> Written:
+        """Write a prepared batch: each schedule's fires fenced, de-duplicated and written
+        atomically."""
         ...

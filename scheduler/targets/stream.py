@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from scheduler.keys import Keys
-from scheduler.scripts import Scripts
-from scheduler.targets import DueFire, Lease, Outcome
-from scheduler.timefmt import rfc3339_utc
+from scheduler.scripts import EnqueueBatch, EnqueueCall, EnqueueLease, Scripts
+from scheduler.targets import DueFire, Lease, Outcome, Prepared, Written
 
-# Bounds Redis's time inside one script call (it blocks every other client meanwhile).
-MAX_FIRES_PER_CALL = 500
+# Bounds Redis's time inside one script call (it blocks every other client meanwhile). The first
+# call of a batch is small so Redis starts writing while the rest are still being encoded.
+MAX_FIRES_PER_CALL = 512
+FIRST_CALL_FIRES = 64
 
 _CODES = {1: Outcome.ENQUEUED, 0: Outcome.DUPLICATE, 2: Outcome.PAUSED}
+
+
+@dataclass(frozen=True)
+class PreparedStream:
+    fires: Sequence[DueFire]
+    commands: EnqueueBatch
+    counts: list[int]  # fires per command
 
 
 def run_id(schedule: str, fire_time: str) -> str:
@@ -25,37 +34,59 @@ class StreamTarget:
         self._scripts = scripts
         self._keys = keys
 
-    def enqueue(self, lease: Lease, fires: Sequence[DueFire], enqueued_at: str) -> list[Outcome]:
-        outcomes: list[Outcome] = []
-        for start in range(0, len(fires), MAX_FIRES_PER_CALL):
-            chunk = fires[start : start + MAX_FIRES_PER_CALL]
-            codes = self._call(lease, chunk, enqueued_at)
-            if codes == [-1]:
-                # Fenced: this call wrote nothing, and no later chunk may be tried.
-                outcomes.extend([Outcome.FENCED] * (len(fires) - start))
-                break
-            outcomes.extend(_CODES[code] for code in codes)
-        return outcomes
+    def prepare(self, lease: Lease, fires: Sequence[DueFire]) -> PreparedStream:
+        calls = self._calls(fires)
+        commands = self._scripts.enqueue_commands(
+            EnqueueLease(lease.value, lease.token, lease.replica_id), calls
+        )
+        return PreparedStream(fires, commands, [call.count for call in calls])
 
-    def _call(self, lease: Lease, fires: Sequence[DueFire], enqueued_at: str) -> list[int]:
-        stream_index: dict[str, int] = {}
-        args: list[str | int] = []
-        for fire in fires:
-            schedule = fire.schedule
-            index = stream_index.setdefault(schedule.queue, len(stream_index) + 1)
-            fire_time = rfc3339_utc(fire.fire_ts)
+    def send(self, prepared: Prepared) -> Written:
+        assert isinstance(prepared, PreparedStream)
+        replies = self._scripts.run_enqueue(prepared.commands)
+        outcomes: list[Outcome] = []
+        times: list[float] = []
+        for count, reply in zip(prepared.counts, replies, strict=True):
+            if reply.fenced:
+                outcomes.extend([Outcome.FENCED] * count)
+                times.extend([0.0] * count)
+            else:
+                outcomes.extend(_CODES[code] for code in reply.codes)
+                times.extend([reply.enqueued_at_s] * count)
+        return Written(outcomes, times)
+
+    def enqueue(self, lease: Lease, fires: Sequence[DueFire]) -> Written:
+        return self.send(self.prepare(lease, fires))
+
+    def _calls(self, fires: Sequence[DueFire]) -> list[EnqueueCall]:
+        """Script calls of up to MAX_FIRES_PER_CALL fires. A schedule's fires never straddle two
+        calls: each call is atomic, so a schedule's cursor moves all-or-nothing in one."""
+        queue_key = self._keys.queue
+        calls: list[EnqueueCall] = []
+        limit = FIRST_CALL_FIRES
+        streams: dict[str, int] = {}
+        args: list[object] = []
+        count = 0
+        previous = None
+        for schedule, fire_ts, trigger in fires:
+            if count >= limit and schedule is not previous:
+                calls.append(EnqueueCall([queue_key(q) for q in streams], args, count))
+                streams, args, count, limit = {}, [], 0, MAX_FIRES_PER_CALL
+            previous = schedule
+            queue = schedule.queue
+            index = streams.get(queue)
+            if index is None:
+                index = streams[queue] = len(streams) + 1
             args += (
                 index,
                 schedule.name,
-                fire.fire_ts,
-                run_id(schedule.name, fire_time),
                 schedule.job,
                 schedule.args_json,
-                schedule.queue,
-                fire_time,
-                f"{enqueued_at}|{fire.trigger.value}",
+                queue,
+                fire_ts,
+                trigger.value,
             )
-        streams = [self._keys.queue(queue) for queue in stream_index]
-        return self._scripts.enqueue_stream(
-            lease.value, lease.token, lease.replica_id, streams, args, len(fires)
-        )
+            count += 1
+        if count:
+            calls.append(EnqueueCall([queue_key(q) for q in streams], args, count))
+        return calls
