@@ -34,8 +34,11 @@ def start_embedded(settings: Settings) -> str:
     """Start (or join) the embedded Redis beside the config; its URL."""
     try:
         embedded = ensure_embedded_redis(settings.config_path)
-    except RuntimeError as error:
-        raise UsageError(f"cannot start the embedded Redis: {error}") from None
+    except (RuntimeError, OSError) as error:
+        # OSError: e.g. a read-only folder beside the config (a systemd unit without a URL).
+        raise UsageError(
+            f"cannot start the embedded Redis: {error}; pass --redis-url to use a Redis server"
+        ) from None
     log.warning(
         "no --redis-url: using the embedded Redis at %s (%s). This is a SINGLE-MACHINE mode: "
         "replicas started from this folder share it; for real failover across machines point "
