@@ -112,8 +112,19 @@ def classify(error: Exception) -> tuple[str, str]:
         return "noreplicas", NOREPLICAS_MEANING
     for cls, kind, meaning in _MEANINGS:
         if isinstance(error, cls):
+            if kind == "response":
+                return _wrapped(str(error)) or (kind, meaning)
             return kind, meaning
     return "other", "unexpected Redis client error"
+
+
+def _wrapped(message: str) -> tuple[str, str] | None:
+    """Redis 6.2 wraps an error raised inside a Lua script ("ERR Error running script ...:
+    -READONLY You can't write ..."), so redis-py sees a plain ResponseError: look inside."""
+    for prefix, kind in (("-READONLY", "readonly"), ("-NOPERM", "noperm"), ("-LOADING", "loading")):
+        if prefix in message:
+            return next((k, m) for _, k, m in _MEANINGS if k == kind)
+    return None
 
 
 class ErrorEpisodes:

