@@ -69,14 +69,27 @@ class Ticker:
         self._buckets = {}
         self._pending = {}
         self._states = {}
+        start_from = math.floor(now)
+        # Shared timelines at a shared position have one next fire: 100,000 schedules on a
+        # few expressions cost a few cron computations here, not 100,000.
+        known: dict[tuple[int, int], int | None] = {}
         for schedule in self._schedules.values():
-            self._add(schedule, cursors.get(schedule.name, math.floor(now)), catching_up=True)
+            after = cursors.get(schedule.name, start_from)
+            key = (id(schedule.timeline), after)
+            if key not in known:
+                known[key] = schedule.timeline.next_after(after)
+            self._add_at(schedule, after, known[key], catching_up=True)
 
     def _add(self, schedule: Schedule, after: int, catching_up: bool) -> None:
+        self._add_at(schedule, after, schedule.timeline.next_after(after), catching_up)
+
+    def _add_at(
+        self, schedule: Schedule, after: int, next_fire: int | None, catching_up: bool
+    ) -> None:
         self._generation += 1
         state = _State(schedule, after, self._generation)
         self._states[schedule.name] = state
-        self._push(state, schedule.timeline.next_after(after), catching_up)
+        self._push(state, next_fire, catching_up)
 
     def _push(self, state: _State, fire: int | None, catching_up: bool = False) -> None:
         state.next_fire = fire
