@@ -137,6 +137,10 @@ class Ticker:
     def next_due(self) -> float | None:
         return self._heap[0][0] if self._heap else None
 
+    def next_size(self) -> int:
+        """How many schedules come due at the next instant (stale entries included)."""
+        return len(self._buckets[self._heap[0]]) if self._heap else 0
+
     def next_fire_of(self, name: str) -> int | None:
         state = self._states.get(name)
         return state.next_fire if state is not None else None
