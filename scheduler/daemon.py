@@ -15,8 +15,7 @@ import signal
 import socket
 import threading
 import time
-from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from types import FrameType
 
 import redis
@@ -32,10 +31,12 @@ from scheduler.lease import LeaseKeeper, LeaseTiming
 from scheduler.metrics import Metrics
 from scheduler.queuestats import QueueStats
 from scheduler.redisconn import Backoff, Connector, ErrorEpisodes
+from scheduler.runmetrics import count_unwritten, count_written
 from scheduler.scripts import Scripts
 from scheduler.sdnotify import Notifier
-from scheduler.targets import DueFire, Outcome, Prepared, Target, Trigger, Written
-from scheduler.targets.stream import StreamTarget, run_id
+from scheduler.serverchecks import warn_about_server
+from scheduler.targets import Outcome, Prepared, Target
+from scheduler.targets.stream import StreamTarget
 from scheduler.ticker import Batch, Ticker
 from scheduler.timefmt import rfc3339_utc
 from scheduler.timeline import jitter_ms
@@ -49,7 +50,6 @@ LOOKAHEAD_S = 0.25
 MAX_LOOKAHEAD_S = 3.0
 # A first guess at what planning and encoding one fire costs (measured: 4-12 µs); learned.
 PREPARE_S_PER_FIRE = 15e-6
-MIN_REDIS_VERSION = (6, 2)
 # Replicas silent for this many lease TTLs drop out of the heartbeat set.
 FORGET_REPLICA_TTLS = 30
 
@@ -224,7 +224,8 @@ class Daemon:
     def _follow_once(self) -> None:
         result = self.lease.try_acquire()
         if not self._checked_server:
-            self._check_server()
+            self._checked_server = True
+            warn_about_server(self.client)
         if result.data_lost:
             log.error(
                 "Redis LOST ITS DATA: the generation marker changed (a restart without "
@@ -335,17 +336,9 @@ class Daemon:
             self.ticker.requeue()
 
     def _count_unwritten(self, batch: Batch) -> None:
-        for name, count in batch.misfired.items():
-            self.metrics.occurrence(name, "misfired", count=count)
-            log.warning(
-                "dropped %d missed runs (older than the catch-up window or by policy)",
-                count,
-                extra={"schedule": name, "event": "misfire"},
-            )
-        for name, count in batch.disabled.items():
-            self.metrics.occurrence(name, "skipped", "disabled", count)
-        if batch.misfired or batch.disabled:
-            self._update_next_fires({*batch.misfired, *batch.disabled})
+        touched = count_unwritten(self.metrics, batch)
+        if touched:
+            self._update_next_fires(touched)
 
     def _write(self, prepared: Prepared) -> None:
         lease = self.lease.lease
@@ -362,7 +355,7 @@ class Daemon:
             raise
         fires = prepared.fires
         fenced = Outcome.FENCED in written.outcomes
-        self._count_written(fires, written)
+        count_written(self.metrics, fires, written, lease.token)
         if fenced:
             self.ticker.requeue()
             log.error(
@@ -377,45 +370,6 @@ class Daemon:
         # a new leader resumes from the cursor the replicas do have.
         if self.durability is not None and not self.durability.confirm(self.client, "enqueue"):
             self._demote("an enqueue was not acknowledged by replicas", event="unacknowledged")
-
-    def _count_written(self, fires: Sequence[DueFire], written: Written) -> None:
-        """Metrics for a batch, aggregated: one update per (schedule, outcome), not per fire."""
-        per_schedule = self.metrics.per_schedule
-        outcomes: Counter[tuple[str, str, str]] = Counter()
-        lags: Counter[tuple[float, int]] = Counter()
-        last_fire: dict[str, int] = {}
-        debug = log.isEnabledFor(logging.DEBUG)
-        for fire, outcome, at in zip(fires, written.outcomes, written.enqueued_at_s, strict=True):
-            name = fire.schedule.name if per_schedule else ""
-            if outcome is Outcome.ENQUEUED:
-                caught_up = fire.trigger is Trigger.CATCHUP
-                outcomes[(name, "caught_up" if caught_up else "enqueued", "")] += 1
-                lags[(at, fire.fire_ts)] += 1
-                last_fire[name] = fire.fire_ts
-            elif outcome is Outcome.DUPLICATE:
-                outcomes[(name, "deduplicated", "")] += 1
-            elif outcome is Outcome.PAUSED:
-                outcomes[(name, "skipped", "paused")] += 1
-            else:
-                outcomes[(name, "fenced", "")] += 1
-            if debug:
-                log.debug(
-                    "%s (%s)",
-                    outcome.value,
-                    fire.trigger.value,
-                    extra={
-                        "schedule": fire.schedule.name,
-                        "run_id": run_id(fire.schedule.name, rfc3339_utc(fire.fire_ts)),
-                        "token": self.lease.lease.token if self.lease.lease else None,
-                    },
-                )
-        for (name, result, reason), count in outcomes.items():
-            self.metrics.occurrences.labels(name, result, reason).inc(count)
-        for (at, fire_ts), count in lags.items():
-            self.metrics.lag.observe(max(0.0, at - fire_ts), count)
-        if per_schedule:
-            for name, fire_ts in last_fire.items():
-                self.metrics.last_fire.labels(name).set(fire_ts)
 
     def _update_next_fires(self, names: Iterable[str]) -> None:
         if not self.metrics.per_schedule or not self._leading:
@@ -575,36 +529,6 @@ class Daemon:
             self._revive()
         except (RuntimeError, OSError) as error:
             log.warning("could not restart the embedded Redis: %s", error)
-
-    def _check_server(self) -> None:
-        """Start-up warnings about Redis settings that undermine exactly-once."""
-        self._checked_server = True
-        try:
-            info = self.client.info("server")
-            version = tuple(int(p) for p in str(info.get("redis_version", "0.0")).split(".")[:2])
-            if version < MIN_REDIS_VERSION:
-                log.warning("Redis %s is older than 6.2; cronlease is tested on 6.2+", version)
-        except redis.exceptions.NoPermissionError:
-            log.warning("cannot run INFO (NOPERM); skipping the Redis version check")
-        try:
-            policy = self.client.config_get("maxmemory-policy").get("maxmemory-policy")
-            if policy and policy != "noeviction":
-                log.warning(
-                    "Redis maxmemory-policy is %s: eviction can delete the cursor and the lease; "
-                    "set maxmemory-policy noeviction",
-                    policy,
-                )
-            persistence = self.client.config_get("appendonly")
-            save = self.client.config_get("save").get("save", "")
-            if persistence.get("appendonly") != "yes" and not save:
-                log.warning(
-                    "Redis has no persistence (appendonly no, no save points): a restart loses "
-                    "cursors and queued runs; set appendonly yes"
-                )
-        except redis.exceptions.NoPermissionError:
-            log.warning("cannot run CONFIG GET (NOPERM); skipping eviction/persistence checks")
-        except redis.exceptions.ResponseError as error:
-            log.warning("cannot check Redis settings: %s", error)
 
 
 def install_signal_handlers(daemon: Daemon) -> None:

@@ -1,0 +1,69 @@
+"""What a batch did, turned into metrics and debug lines: aggregated, one counter update per
+(schedule, outcome) and one histogram update per (write time, fire time), not one per run."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Sequence
+
+from scheduler.metrics import Metrics
+from scheduler.targets import DueFire, Outcome, Trigger, Written
+from scheduler.targets.stream import run_id
+from scheduler.ticker import Batch
+from scheduler.timefmt import rfc3339_utc
+
+log = logging.getLogger("scheduler.daemon")
+
+
+def count_written(metrics: Metrics, fires: Sequence[DueFire], written: Written, token: int) -> None:
+    per_schedule = metrics.per_schedule
+    outcomes: Counter[tuple[str, str, str]] = Counter()
+    lags: Counter[tuple[float, int]] = Counter()
+    last_fire: dict[str, int] = {}
+    debug = log.isEnabledFor(logging.DEBUG)
+    for fire, outcome, at in zip(fires, written.outcomes, written.enqueued_at_s, strict=True):
+        name = fire.schedule.name if per_schedule else ""
+        if outcome is Outcome.ENQUEUED:
+            caught_up = fire.trigger is Trigger.CATCHUP
+            outcomes[(name, "caught_up" if caught_up else "enqueued", "")] += 1
+            lags[(at, fire.fire_ts)] += 1
+            last_fire[name] = fire.fire_ts
+        elif outcome is Outcome.DUPLICATE:
+            outcomes[(name, "deduplicated", "")] += 1
+        elif outcome is Outcome.PAUSED:
+            outcomes[(name, "skipped", "paused")] += 1
+        else:
+            outcomes[(name, "fenced", "")] += 1
+        if debug:
+            log.debug(
+                "%s (%s)",
+                outcome.value,
+                fire.trigger.value,
+                extra={
+                    "schedule": fire.schedule.name,
+                    "run_id": run_id(fire.schedule.name, rfc3339_utc(fire.fire_ts)),
+                    "token": token,
+                },
+            )
+    for (name, result, reason), count in outcomes.items():
+        metrics.occurrences.labels(name, result, reason).inc(count)
+    for (at, fire_ts), count in lags.items():
+        metrics.lag.observe(max(0.0, at - fire_ts), count)
+    if per_schedule:
+        for name, fire_ts in last_fire.items():
+            metrics.last_fire.labels(name).set(fire_ts)
+
+
+def count_unwritten(metrics: Metrics, batch: Batch) -> set[str]:
+    """Misfires and disabled schedules' fires; the schedules they concern."""
+    for name, count in batch.misfired.items():
+        metrics.occurrence(name, "misfired", count=count)
+        log.warning(
+            "dropped %d missed runs (older than the catch-up window or by policy)",
+            count,
+            extra={"schedule": name, "event": "misfire"},
+        )
+    for name, count in batch.disabled.items():
+        metrics.occurrence(name, "skipped", "disabled", count)
+    return {*batch.misfired, *batch.disabled}
