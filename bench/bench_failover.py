@@ -42,6 +42,7 @@ from benchkit import (
     RedisProcess,
     Timeout,
     add_aof_flag,
+    daemon_command,
     die_with_parent,
     exit_on_sigterm,
     parse_rfc3339,
@@ -78,22 +79,7 @@ class Replica:
     ) -> None:
         self.replica_id = replica_id
         self.log_path = log_dir / f"{replica_id}.log"
-        self._command = [
-            sys.executable,
-            "-m",
-            "scheduler",
-            "run",
-            "--config",
-            str(config),
-            "--redis-url",
-            redis_url,
-            "--lease-ttl",
-            f"{ttl_s:g}",
-            "--replica-id",
-            replica_id,
-            "--metrics-port",
-            "0",
-        ]
+        self._command = daemon_command(config, redis_url, replica_id, ttl_s)
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:

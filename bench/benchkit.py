@@ -231,3 +231,18 @@ def table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
         lines.append("  ".join([first, *rest]).rstrip())
     lines.insert(1, "  ".join("-" * width for width in widths))
     return "\n".join(lines)
+
+
+def daemon_command(
+    config: Path, redis_url: str, replica_id: str, ttl_s: float, *extra: str
+) -> list[str]:
+    """`python -m scheduler run` for one benchmarked replica (no metrics port: many run at once)."""
+    return [
+        sys.executable, "-m", "scheduler", "run",
+        "--config", str(config),
+        "--redis-url", redis_url,
+        "--lease-ttl", f"{ttl_s:g}",
+        "--replica-id", replica_id,
+        "--metrics-port", "0",
+        *extra,
+    ]  # fmt: skip

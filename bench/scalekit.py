@@ -11,7 +11,6 @@ import os
 import platform
 import signal
 import subprocess
-import sys
 import time
 from array import array
 from collections import Counter
@@ -22,7 +21,7 @@ from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
 import redis
-from benchkit import Timeout, die_with_parent, poll_until
+from benchkit import Timeout, daemon_command, die_with_parent, poll_until
 
 from scheduler.keys import Keys
 
@@ -179,28 +178,12 @@ class DaemonProcess:
     ) -> None:
         self.replica_id = replica_id
         self.log_path = log_path
-        self.command = [
-            sys.executable,
-            "-m",
-            "scheduler",
-            "run",
-            "--config",
-            str(config),
-            "--redis-url",
-            redis_url,
-            "--lease-ttl",
-            f"{ttl_s:g}",
-            "--replica-id",
-            replica_id,
-            "--metrics-port",
-            "0",
-            "--schedule-metrics",
-            schedule_metrics,
-            "--log-level",
-            log_level,
-            "--log-format",
-            "json",
-        ]
+        self.command = daemon_command(
+            config, redis_url, replica_id, ttl_s,
+            "--schedule-metrics", schedule_metrics,
+            "--log-level", log_level,
+            "--log-format", "json",
+        )  # fmt: skip
         self.process: subprocess.Popen[bytes] | None = None
         self.started_wall = 0.0
         self.exit_code: int | None = None

@@ -650,31 +650,29 @@ def cmd_trigger(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_pause(args: argparse.Namespace, settings: Settings) -> int:
-    name = find_schedule(load_config(settings.config_path), args.name).name
-
-    def action(client: Redis, keys: Keys, url: str) -> int:
-        del url
-        if int(client.sadd(keys.paused, name)):
-            print(f"paused {name}: the leader skips its fires until resume (not replayed later)")
-        else:
-            print(f"{name} was already paused")
-        return EXIT_OK
-
-    return with_redis("pause", settings, action)
+    return _set_paused(args, settings, paused=True)
 
 
 def cmd_resume(args: argparse.Namespace, settings: Settings) -> int:
+    return _set_paused(args, settings, paused=False)
+
+
+def _set_paused(args: argparse.Namespace, settings: Settings, paused: bool) -> int:
     name = find_schedule(load_config(settings.config_path), args.name).name
 
     def action(client: Redis, keys: Keys, url: str) -> int:
         del url
-        if int(client.srem(keys.paused, name)):
+        if paused and int(client.sadd(keys.paused, name)):
+            print(f"paused {name}: the leader skips its fires until resume (not replayed later)")
+        elif paused:
+            print(f"{name} was already paused")
+        elif int(client.srem(keys.paused, name)):
             print(f"resumed {name}: it runs from its next fire; the paused period is not replayed")
         else:
             print(f"{name} was not paused")
         return EXIT_OK
 
-    return with_redis("resume", settings, action)
+    return with_redis("pause" if paused else "resume", settings, action)
 
 
 CONTROL_COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {

@@ -71,7 +71,3 @@ class Keys:
     def queue(self, name: str) -> str:
         """Stream of runs for one queue."""
         return f"{self.prefix}:queue:{name}"
-
-    @property
-    def queue_pattern(self) -> str:
-        return f"{self.prefix}:queue:*"

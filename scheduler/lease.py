@@ -88,7 +88,6 @@ class LeaseKeeper:
         self._deadline_mono = 0.0
         self.next_renew_mono = 0.0
         self.generation: str | None = None
-        self.leader_since_s: float | None = None  # Redis time of acquisition
         self.not_renewed_because = ""  # why the last renew() returned False, for the log
 
     @property
@@ -120,7 +119,6 @@ class LeaseKeeper:
         self.lease = Lease(f"{reply.token}:{self.replica_id}", reply.token, self.replica_id)
         self._deadline_mono = sent + self.timing.ttl_s
         self.next_renew_mono = sent + self.timing.renew_interval_s
-        self.leader_since_s = reply.redis_time_s
         return AcquireResult(True, 0.0, data_lost)
 
     def renew(self) -> bool:
@@ -168,4 +166,3 @@ class LeaseKeeper:
         """Forget the lease locally (lost, lapsed or fenced)."""
         self.lease = None
         self._deadline_mono = 0.0
-        self.leader_since_s = None

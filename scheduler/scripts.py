@@ -16,6 +16,7 @@ from redis.commands.core import Script
 from redis.exceptions import NoScriptError, RedisError
 
 from scheduler.keys import Keys
+from scheduler.targets import Lease
 
 # ACQUIRE: take the lease if nobody holds it.
 # KEYS[1] leader   KEYS[2] epoch   KEYS[3] generation
@@ -239,8 +240,6 @@ return redis.call('XADD', KEYS[1], '*', 'run_id', ARGV[1], 'schedule', ARGV[2],
   'enqueued_at', ARGV[8], 'trigger', 'manual', 'token', token, 'replica', ARGV[9])
 """
 
-FIELDS_PER_FIRE = 7
-
 
 @dataclass(frozen=True)
 class AcquireReply:
@@ -295,7 +294,7 @@ class Scripts:
             int(self._release(keys=[self.keys.leader], args=[lease_value, self.keys.handover]))
         )
 
-    def enqueue_commands(self, lease: EnqueueLease, calls: Sequence[EnqueueCall]) -> EnqueueBatch:
+    def enqueue_commands(self, lease: Lease, calls: Sequence[EnqueueCall]) -> EnqueueBatch:
         """ENQUEUE_STREAM calls as commands, RESP-encoded ahead of time (see run_enqueue):
         encoding costs about a microsecond per argument, seven arguments per fire."""
         head = (lease.value, lease.token, lease.replica_id)
@@ -405,16 +404,9 @@ class Scripts:
 
 
 @dataclass(frozen=True)
-class EnqueueLease:
-    value: str
-    token: int
-    replica_id: str
-
-
-@dataclass(frozen=True)
 class EnqueueCall:
     streams: Sequence[str]  # KEYS[4..]
-    fire_args: Sequence[Any]  # FIELDS_PER_FIRE values per fire
+    fire_args: Sequence[Any]  # 7 values per fire, in ENQUEUE_STREAM's ARGV order
     count: int
 
 

@@ -145,9 +145,6 @@ class Ticker:
         state = self._states.get(name)
         return state.next_fire if state is not None else None
 
-    def __len__(self) -> int:
-        return sum(len(bucket) for bucket in self._buckets.values())
-
     def due(self, now: float) -> Batch:
         """Pop and plan everything due by `now`; fires come grouped by schedule, in fire-time
         order within one."""

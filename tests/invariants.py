@@ -3,6 +3,8 @@
     runs = read_runs(client)
     check_invariants(runs, timelines={"heartbeat": timeline}).assert_ok()
 
+or, for every schedule of a config at once, `runs = prove(client, config)`.
+
 What a report proves, over the runs it is given (manual runs are left out unless asked for):
 
 - exactly once: each (schedule, fire_ts) appears at most once, across all queues;
@@ -27,6 +29,7 @@ from typing import Any
 
 import redis
 
+from scheduler.config import Config
 from scheduler.timefmt import rfc3339_utc
 from scheduler.timeline import Timeline
 
@@ -452,3 +455,11 @@ def lag_stats(runs: Sequence[Run], *, ignore_manual: bool = True) -> LagStats:
         return lags[max(math.ceil(fraction * len(lags)) - 1, 0)]
 
     return LagStats(count=len(lags), p50_s=percentile(0.50), p99_s=percentile(0.99), max_s=lags[-1])
+
+
+def prove(client: redis.Redis, config: Config, namespace: str = "cronlease") -> list[Run]:
+    """Read every run and prove the invariants against every schedule of `config`."""
+    runs = read_runs(client, namespace)
+    timelines = {s.name: s.timeline for s in config.schedules}
+    check_invariants(runs, timelines=timelines).assert_ok()
+    return runs

@@ -25,7 +25,7 @@ from tests.daemons import (
     wait_for_leader,
     wait_for_runs,
 )
-from tests.invariants import Run, check_invariants, read_runs
+from tests.invariants import prove, read_runs
 from tests.redis_server import RedisServer, wait_until
 
 SCHEDULES = """
@@ -54,13 +54,6 @@ def config() -> Config:
     return parse_config(SCHEDULES)
 
 
-def proven(client: redis.Redis, config: Config) -> list[Run]:
-    runs = read_runs(client)
-    timelines = {s.name: s.timeline for s in config.schedules}
-    check_invariants(runs, timelines=timelines).assert_ok()
-    return runs
-
-
 def wait_for_fire_after(client: redis.Redis, moment_s: float, timeout_s: float) -> None:
     """Until both schedules have a run whose fire time is at or after `moment_s`."""
 
@@ -80,7 +73,7 @@ def test_three_replicas_one_leader_runs_on_time(
         leader = wait_for_leader(redis)
         wait_for_runs(redis, 4, timeout_s=10)
         wait_for_runs(redis, 4, timeout_s=10, queue="other")
-        runs = proven(redis, config)
+        runs = prove(redis, config)
         assert {run.replica for run in runs} == {leader}
         assert sum(d.logged("event=elected") for d in daemons) == 1
         lags = sorted(run.lag_s for run in runs if run.trigger == "scheduled")
@@ -109,7 +102,7 @@ def test_sigkill_of_the_leader_fails_over_within_the_ttl_and_loses_nothing(
             del round_
         killed_at = time.time()
         wait_for_fire_after(redis, killed_at + 1, timeout_s=10)
-    runs = proven(redis, config)
+    runs = prove(redis, config)
     assert max(gaps) <= ttl_s + ttl_s / 3 + SLACK_S, gaps
     assert any(run.trigger == "catchup" for run in runs), "the missed fires were caught up"
 
@@ -135,7 +128,7 @@ def test_a_frozen_leader_is_fenced_when_it_wakes_and_writes_nothing(
             wait_until(lambda: frozen.logged("write FENCED"), 10, 0.02)
             seen = stream_length(redis)
             wait_for_runs(redis, seen + 2, timeout_s=10)
-            runs = proven(redis, config)
+            runs = prove(redis, config)
             assert {run.replica for run in runs} == {new_leader}
             assert leader_of(redis) is not None and leader_of(redis)[1] == new_leader  # type: ignore[index]
     finally:
@@ -155,7 +148,7 @@ def test_a_leader_stopped_past_its_lease_stands_down_after_sigcont(
         victim.signal(signal.SIGCONT)
         wait_until(lambda: victim.logged("no longer leading"), 10, 0.02)
         wait_for_runs(redis, stream_length(redis) + 2, timeout_s=10)
-        runs = proven(redis, config)
+        runs = prove(redis, config)
         old_token = min(run.token for run in runs)
         woke = [run for run in runs if run.replica == leader]
         assert all(run.token == old_token for run in woke)
@@ -177,7 +170,7 @@ def test_sigterm_hands_over_within_a_second_and_exits_zero(
         assert victim.logged("released the lease (ok)")
         stopped_wall = time.time()
         wait_for_fire_after(redis, stopped_wall + 1, timeout_s=5)
-    runs = proven(redis, config)
+    runs = prove(redis, config)
     assert handover_s < 1.0, handover_s
     after = [run for run in runs if run.replica != leader]
     assert after and all(run.lag_s < 1.0 for run in after if run.trigger == "scheduled")
@@ -193,7 +186,7 @@ def test_client_pause_longer_than_the_lease(
         fresh_redis_server.pause(int(TTL_S * 2500))
         paused_until = time.time() + TTL_S * 2.5
         wait_for_fire_after(client, paused_until + 2, timeout_s=15)
-    proven(client, config)
+    prove(client, config)
 
 
 def test_redis_restarted_with_aof_loses_nothing_and_reloads_scripts(
@@ -208,7 +201,7 @@ def test_redis_restarted_with_aof_loses_nothing_and_reloads_scripts(
         restarted_at = time.time()
         wait_for_fire_after(client, restarted_at + 2, timeout_s=15)
         assert client.get(KEYS.generation) is not None
-    runs = proven(client, config)
+    runs = prove(client, config)
     assert min(run.fire_ts for run in runs) < restarted_at - 1, "runs from before the restart"
 
 
@@ -228,7 +221,7 @@ def test_redis_restarted_without_persistence_is_detected_and_survived(
             restarted_at = time.time()
             wait_for_fire_after(client, restarted_at + 1, timeout_s=10)
             assert all(d.alive() for d in daemons)
-        runs = proven(client, config)
+        runs = prove(client, config)
         # Started from now: nothing replayed from before the loss.
         assert min(run.fire_ts for run in runs) >= restarted_at - 3
     finally:
@@ -247,7 +240,7 @@ def test_a_replica_with_its_clock_an_hour_off_enqueues_on_time(
                 wait_for_runs(redis, 4, timeout_s=10)
         finally:
             skewed.kill()
-        runs = proven(redis, config)
+        runs = prove(redis, config)
         for run in runs:
             # The entry id is Redis's own clock at XADD: never early, never late.
             written_ms = int(run.entry_id.split("-")[0])
@@ -275,7 +268,7 @@ def test_redis_down_for_30_seconds_then_back_resumes_with_catch_up(
         client = fresh_redis_server.client()
         back_at = time.time()
         wait_for_fire_after(client, back_at + 1, timeout_s=10)
-    runs = proven(client, config)
+    runs = prove(client, config)
     caught_up = [run for run in runs if run.trigger == "catchup"]
     assert len(caught_up) >= 2 * 25, "the outage's fires were caught up"
 

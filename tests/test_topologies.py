@@ -44,7 +44,7 @@ from scheduler.topology import (
     parse_topology,
 )
 from tests.daemons import KEYS, TTL_S, Daemon, leader_of, wait_for_leader, wait_for_runs
-from tests.invariants import check_invariants, read_runs
+from tests.invariants import prove, read_runs
 from tests.redis_server import RedisServer, free_port, wait_until
 from tests.topology_servers import (
     ClusterSet,
@@ -89,12 +89,6 @@ def config() -> Config:
 def client_for(url: str, options: RedisOptions | None = None) -> redis.Redis:
     """A test-side client through the same connector the daemon uses."""
     return build_connector(url, options or RedisOptions(), KEYS)(2.0, "test")
-
-
-def proven(client: redis.Redis, config: Config) -> None:
-    runs = read_runs(client)
-    timelines = {s.name: s.timeline for s in config.schedules}
-    check_invariants(runs, timelines=timelines).assert_ok()
 
 
 def fired_since(client: redis.Redis, moment_s: float) -> Callable[[], bool]:
@@ -415,7 +409,7 @@ def sentinel_failover(
             client = new_primary.client()
             wait_until(fired_since(client, time.time() + 1), 20, 0.05)
             duplicates = watcher.duplicates()
-        proven(client, config)
+        prove(client, config)
         runs = read_runs(client)
         assert min(run.fire_ts for run in runs) < killed_at - 1, "runs from before the kill"
         assert any(run.trigger == "catchup" for run in runs) or all(run.lag_s < 1.0 for run in runs)
@@ -567,7 +561,7 @@ def test_an_unacknowledged_write_is_not_acted_on_and_the_schedules_catch_up(
         replica.kill()
     try:
         runs = read_runs(client)
-        proven(client, config)
+        prove(client, config)
         assert any(run.trigger == "catchup" for run in runs), "the frozen period was caught up"
         # Enqueued while the replica was frozen: at most the one batch that WAIT refused.
         during = {run.token for run in runs if frozen_at + 0.3 < run.enqueued_ts < thawed_at - 0.1}
@@ -613,7 +607,7 @@ def test_an_unacknowledged_enqueue_makes_the_leader_stand_down(
             os.kill(replica.pid, signal.SIGCONT)
         replica.kill()
     try:
-        proven(client, config)  # the refused batch is on this primary, and nothing after it
+        prove(client, config)  # the refused batch is on this primary, and nothing after it
     finally:
         primary.kill()
 
@@ -647,7 +641,7 @@ def test_readonly_from_a_demoted_primary_means_not_leading(
         daemon.kill()
     try:
         assert len(read_runs(new.client())) == demoted, "nothing written after the demotion"
-        proven(new.client(), config)
+        prove(new.client(), config)
     finally:
         old.kill()
         new.kill()
@@ -704,7 +698,7 @@ def test_cluster_enqueues_exactly_once_follows_moved_and_hands_over(
     finally:
         for daemon in daemons:
             daemon.kill()
-    proven(client, config)
+    prove(client, config)
     assert handover_s < 1.0, handover_s
     assert not any(d.logged("Traceback") for d in daemons)
 
@@ -860,7 +854,7 @@ def test_a_least_privilege_acl_user_runs_the_daemon_and_every_operator_command(
         finally:
             for daemon in daemons:
                 daemon.kill()
-        proven(admin, config)
+        prove(admin, config)
         assert [run.schedule for run in read_runs(admin) if run.is_manual] == ["rare"]
         for daemon in daemons:
             log = daemon.log()

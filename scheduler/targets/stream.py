@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from scheduler.keys import Keys
-from scheduler.scripts import EnqueueBatch, EnqueueCall, EnqueueLease, Scripts
+from scheduler.scripts import EnqueueBatch, EnqueueCall, Scripts
 from scheduler.targets import DueFire, Lease, Outcome, Prepared, Written
 
 # Bounds Redis's time inside one script call (it blocks every other client meanwhile). The first
@@ -36,9 +36,7 @@ class StreamTarget:
 
     def prepare(self, lease: Lease, fires: Sequence[DueFire]) -> PreparedStream:
         calls = self._calls(fires)
-        commands = self._scripts.enqueue_commands(
-            EnqueueLease(lease.value, lease.token, lease.replica_id), calls
-        )
+        commands = self._scripts.enqueue_commands(lease, calls)
         return PreparedStream(fires, commands, [call.count for call in calls])
 
     def send(self, prepared: Prepared) -> Written:
