@@ -53,5 +53,12 @@ USER 10001:10001
 # /metrics, /healthz, /readyz (--metrics-port).
 EXPOSE 9464
 
+# Outside Kubernetes (where the chart's probes do this) docker sees only the process, so a wedged
+# main loop would look healthy. http.client: no curl in the slim image, and no HTTP_PROXY detour.
+# Port from CRONLEASE_METRICS_PORT (a --metrics-port flag alone is not seen); with the server off
+# (port 0) or bound to another address, run with --no-healthcheck.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
+    CMD ["python", "-c", "import http.client, os, sys; c = http.client.HTTPConnection('127.0.0.1', int(os.environ.get('CRONLEASE_METRICS_PORT') or 9464), timeout=4); c.request('GET', '/healthz'); sys.exit(c.getresponse().status != 200)"]
+
 ENTRYPOINT ["cronlease"]
 CMD ["run"]

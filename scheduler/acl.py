@@ -13,7 +13,7 @@ from __future__ import annotations
 
 # Called from the Lua scripts (scheduler/scripts.py).
 SCRIPT_COMMANDS = (
-    "get", "set", "exists", "pttl", "incr", "pexpire", "del", "publish", "time",
+    "get", "set", "exists", "pttl", "incr", "pexpire", "del", "publish", "time", "type",
     "hget", "hmget", "hset", "hdel",
     "scard", "smembers", "srem",
     "xadd", "zadd", "zrangebyscore", "zrem",

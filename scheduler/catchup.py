@@ -7,7 +7,10 @@ Vocabulary:
 - `after`: the last fire already handled (enqueued or dropped); None for a schedule never seen,
   which starts from now.
 - `on_time_from`: when this leader began to serve the schedule. Fires before it were missed
-  (while no one led) and follow the policy; fires from it on are on time and always enqueued.
+  (while no one led) and follow the policy.
+- `late_after_s`: a fire from `on_time_from` on that is planned more than this late (a stalled
+  loop, a long Redis outage the lease survived) was missed too: the policy and the window apply
+  to it as they would have after a failover. Fires later than that are on time: enqueued.
 - `window_s`: a missed fire older than `now - window_s` is a misfire, whatever the policy.
 """
 
@@ -20,9 +23,14 @@ from scheduler.config import CatchupPolicy
 from scheduler.timeline import Timeline
 
 MAX_CATCHUP_PER_TICK = 100
-# Counting misfires steps through fires one by one for cron; past this many we stop counting
-# and report this number: a cursor months behind must not stall a take-over.
-MISFIRE_COUNT_LIMIT = 1000
+# Counting misfires steps through fires one by one for cron (about 60 us a step); past this many
+# we stop counting and report this number ("at least"): a takeover after days of outage plans
+# thousands of schedules, and 1,000 steps each kept the loop past its watchdog.
+MISFIRE_COUNT_LIMIT = 100
+# How late a fire may be planned and still count as on time (Quartz's misfireThreshold is 60 s).
+# Above any blip a lease survives (a renewal every TTL/3), below any catch-up window worth
+# having; the daemon never plans on-time fires anywhere near this late unless its loop stalled.
+LATE_AFTER_S = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,12 +54,13 @@ def plan(
     policy: CatchupPolicy,
     window_s: int,
     cap: int = MAX_CATCHUP_PER_TICK,
+    late_after_s: float = LATE_AFTER_S,
 ) -> Plan:
     now_s = math.floor(now)
     if after is None:
         after = now_s
     # Fires f with after < f < missed_until were missed; those below window_from are too old.
-    missed_until = min(math.ceil(on_time_from), now_s + 1)
+    missed_until = min(math.ceil(max(on_time_from, now - late_after_s)), now_s + 1)
     window_from = math.ceil(now - window_s)
     position = after
     misfired = 0

@@ -93,6 +93,13 @@ def _parse_cron(expression: str, name: str) -> CronSpec:
     # croniter reads an equal range (`9-9`, `MON-MON`) as the whole cycle, i.e. `*`; in classic
     # cron it is that one value, so say so before croniter sees it.
     parts = [_collapse_equal_ranges(part) for part in parts]
+    if any(item[:1] in ("R", "r") for part in parts for item in part.split(",")):
+        # croniter draws R in each process: every replica, and `cronlease next`, would pick its
+        # own minute, so runs would double or vanish across a failover.
+        raise CronSyntaxError(
+            f"cron {expression!r} uses R (random), which every replica would draw differently; "
+            "use H instead: it picks a stable value from the schedule's name"
+        )
     text = " ".join(parts)
     has_seconds = len(parts) == 6
     hash_id = name.encode() if "h" in text.lower() else None

@@ -15,27 +15,26 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from types import FrameType
 
-import redis
 from redis import Redis
 
 from scheduler import __version__, failpoints
 from scheduler.clock import RedisClock
-from scheduler.config import Config, ConfigError, load_config
+from scheduler.config import Config, ConfigError, Problem, load_config
 from scheduler.configwatch import ConfigWatch
 from scheduler.durability import Durability
 from scheduler.keys import Keys
 from scheduler.lease import LeaseKeeper, LeaseTiming
 from scheduler.metrics import Metrics
 from scheduler.queuestats import QueueStats
-from scheduler.redisconn import Backoff, Connector, ErrorEpisodes
+from scheduler.redisconn import REDIS_ERRORS, Backoff, Connector, ErrorEpisodes
 from scheduler.runmetrics import count_unwritten, count_written
 from scheduler.scripts import Scripts
 from scheduler.sdnotify import Notifier
 from scheduler.serverchecks import warn_about_server
-from scheduler.targets import Outcome, Prepared, Target
+from scheduler.targets import DueFire, Outcome, Prepared, Target
 from scheduler.targets.stream import StreamTarget
 from scheduler.ticker import Batch, Ticker
 from scheduler.timefmt import rfc3339_utc
@@ -52,6 +51,17 @@ MAX_LOOKAHEAD_S = 3.0
 PREPARE_S_PER_FIRE = 15e-6
 # Replicas silent for this many lease TTLs drop out of the heartbeat set.
 FORGET_REPLICA_TTLS = 30
+# One planning turn works at most this share of a lease TTL (at least PLAN_BUDGET_MIN_S) before
+# the loop turns again: a takeover after days of outage plans every schedule's backlog, and must
+# not keep the loop from its watchdog, its liveness probe and its lease checks meanwhile.
+PLAN_BUDGET_TTLS = 0.5
+PLAN_BUDGET_MIN_S = 1.0
+# A queue whose key cannot take runs is tried again after this long (a configuration error).
+REFUSED_RETRY_S = 5.0
+
+
+class FencedError(Exception):
+    """A fenced write while taking over: the lease is someone else's already."""
 
 
 class Daemon:
@@ -87,10 +97,21 @@ class Daemon:
         self.lease = LeaseKeeper(self.scripts, replica_id, timing, self.clock, confirm)
         self.target: Target = StreamTarget(self.scripts, keys)
         self.ticker = Ticker(config.schedules)
+        self._plan_budget_s = max(PLAN_BUDGET_MIN_S, PLAN_BUDGET_TTLS * timing.ttl_s)
+        # Cursors to raise in Redis (schedules this leader started serving from "now"), sent
+        # before the next write; kept until Redis confirmed them.
+        self._unrecorded: dict[str, int] = {}
+        self._refused_queues: set[str] = set()
         self.queue_stats = QueueStats(self.client, keys, metrics)
         self.paused: frozenset[str] = frozenset()
         self._watch = ConfigWatch(config.source)
         self._reload_requested = False
+        # A reload reads and validates the file on a thread of its own (100,000 schedules take
+        # seconds of YAML): the loop keeps scheduling on the running config meanwhile, and
+        # takes the result (a Config, or the ConfigError) on its next turn.
+        self._loading: threading.Thread | None = None
+        self._load_again = False
+        self._loaded: Config | ConfigError | None = None
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._errors = ErrorEpisodes("redis")
@@ -128,7 +149,7 @@ class Daemon:
         return self._stopping.is_set()
 
     def _sleep(self, seconds: float) -> None:
-        if seconds > 0 and not self.stopping and not self._reload_requested:
+        if seconds > 0 and not self.stopping and not self._reload_requested and not self._loaded:
             self._wake.wait(seconds)
         self._wake.clear()
 
@@ -161,7 +182,11 @@ class Daemon:
             self._turn()
             if self._reload_requested or self._watch.changed(time.monotonic()):
                 self._reload_requested = False
-                self._reload()
+                self._start_reload()
+            loaded = self._loaded
+            if loaded is not None:
+                self._loaded = None
+                self._reload(loaded)
             try:
                 if self._leading and not self.lease.held:
                     self._demote(self.lease.not_renewed_because or "the lease was lost")
@@ -174,7 +199,7 @@ class Daemon:
                 self._errors.recovered()
                 self._backoff.reset()
                 self._redis_ok = True
-            except redis.RedisError as error:
+            except REDIS_ERRORS as error:
                 self._redis_ok = False
                 kind = self._errors.failed(error)
                 self.metrics.redis_errors.labels(kind).inc()
@@ -193,6 +218,7 @@ class Daemon:
         100,000 cron schedules takes seconds), so leadership never lapses for want of a turn.
         The main loop still checks the deadline before every write."""
         errors = ErrorEpisodes("lease renewal")
+        withheld = False
         while not self.stopping:
             if not self._leading or not self.lease.held:
                 self._leading_event.wait(0.5)
@@ -201,12 +227,33 @@ class Daemon:
             if delay > 0:
                 self._stopping.wait(delay)
                 continue
+            # A wedged main loop must not lead by proxy: past the health threshold the lease is
+            # left to expire, so a follower takes over within a TTL instead of never.
+            idle = time.monotonic() - self._loop_turned_mono
+            if idle > self.health_threshold_s:
+                if not withheld:
+                    withheld = True
+                    log.error(
+                        "main loop has not turned for %.1fs: NOT renewing the lease, so that "
+                        "another replica takes over",
+                        idle,
+                        extra={"event": "renewal_withheld"},
+                    )
+                self._stopping.wait(min(0.5, self.timing.renew_interval_s / 2))
+                continue
+            withheld = False
             started = time.monotonic()
             try:
                 renewed = self.lease.renew()
-            except redis.RedisError as error:
+            except REDIS_ERRORS as error:
                 self.metrics.lease_renewals.labels("error").inc()
                 self.metrics.redis_errors.labels(errors.failed(error)).inc()
+                self._stopping.wait(min(0.05, self.timing.renew_interval_s / 10))
+                continue
+            except Exception:
+                # A bug must not end the thread: the lease would lapse under a healthy loop.
+                log.exception("lease renewal failed unexpectedly; retrying")
+                self.metrics.lease_renewals.labels("error").inc()
                 self._stopping.wait(min(0.05, self.timing.renew_interval_s / 10))
                 continue
             errors.recovered()
@@ -222,10 +269,11 @@ class Daemon:
         self.notifier.watchdog()
 
     def _follow_once(self) -> None:
-        result = self.lease.try_acquire()
+        # Before the acquire: nothing between acquiring and leading may fail unhandled.
         if not self._checked_server:
-            self._checked_server = True
             warn_about_server(self.client)
+            self._checked_server = True
+        result = self.lease.try_acquire()
         if result.data_lost:
             log.error(
                 "Redis LOST ITS DATA: the generation marker changed (a restart without "
@@ -243,16 +291,36 @@ class Daemon:
         self._sleep(min(result.retry_in_s + WAKE_PAD_S, self.timing.renew_interval_s))
 
     def _promote(self) -> None:
+        """Lead on a freshly acquired lease, all or nothing: every Redis step of taking over
+        (cursors read, unseen schedules' cursors recorded, leader info) is done before this
+        replica calls itself leader; if one fails, the lease is given back at once."""
         lease = self.lease.lease
         assert lease is not None
-        raw: dict[str, str] = self.client.hgetall(self.keys.cursor)  # type: ignore[assignment]
-        cursors = {name: int(ts) for name, ts in raw.items()}
-        now = self.clock.now()
+        try:
+            raw: dict[str, str] = self.client.hgetall(self.keys.cursor)  # type: ignore[assignment]
+            cursors = {name: int(ts) for name, ts in raw.items()}
+            failpoints.hit("promote")
+            now = self.clock.now()
+            self.ticker.start(cursors, now)
+            # A schedule without a cursor starts from now; say so in Redis, or its first fire
+            # is lost if this leader goes before it (the next would start from ITS now).
+            unseen = self.ticker.unseen(cursors)
+            if unseen and not self.scripts.advance_cursors(lease.value, unseen):
+                raise FencedError("fenced while recording the cursors of new schedules")
+            if not self.scripts.leader_info(
+                lease.value, lease.token, self.replica_id, now, self.config.digest
+            ):
+                raise FencedError("fenced while recording the leader info")
+        except FencedError as error:
+            self._abandon_lease(error)
+            return
+        except BaseException as error:
+            self._abandon_lease(error)
+            raise
+        self._unrecorded = {}
         self._leading = True
         self._leading_token = lease.token
         self._leading_event.set()
-        self.ticker.start(cursors, now)
-        self.scripts.leader_info(lease.value, lease.token, self.replica_id, now, self.config.digest)
         self.metrics.leader.set(1)
         self.metrics.lease_token.set(lease.token)
         self.metrics.leader_changes.labels("elected").inc()
@@ -262,11 +330,28 @@ class Daemon:
             "leading with fencing token %d (%d schedules, %d with a cursor)",
             lease.token,
             len(self.config.schedules),
-            len(cursors),
+            len(cursors) + len(unseen),
             extra={"token": lease.token, "event": "elected"},
         )
         self._notify_ready()
         self.notifier.status(f"leading since {rfc3339_utc(int(now))} with token {lease.token}")
+
+    def _abandon_lease(self, error: BaseException) -> None:
+        """Taking over failed part-way: give the lease back (if Redis lets us) so another
+        replica can lead now rather than after a TTL with no leader."""
+        lease = self.lease.lease
+        log.warning(
+            "could not take over (%s: %s); giving the lease back",
+            type(error).__name__,
+            error,
+            extra={"token": lease.token if lease else None, "event": "takeover_failed"},
+        )
+        try:
+            self.lease.release()
+        except REDIS_ERRORS:
+            pass  # unreachable: the lease expires on its own
+        finally:
+            self.lease.drop()
 
     def _demote(self, why: str, event: str = "demoted") -> None:
         self._prepared = None  # the ticker starts afresh from Redis's cursors on re-election
@@ -285,6 +370,8 @@ class Daemon:
         self.notifier.status(f"following: {why}")
 
     def _lead_once(self) -> None:
+        if self._unrecorded:
+            self._record_cursors()
         if self._prepared is None:
             self._prepare()
         if self._prepared is not None and self.clock.now() >= self._prepared[0]:
@@ -305,20 +392,33 @@ class Daemon:
 
     def _prepare(self) -> None:
         """Plan and encode the next instant's batch up to LOOKAHEAD_S before it is due, so that
-        when it comes only the write is left. Nothing is sent before its instant."""
+        when it comes only the write is left. Nothing is sent before its instant.
+
+        The hand-over from the ticker is all-or-nothing: whatever fails between taking the
+        batch and holding it encoded puts the batch back, so no fire is stranded."""
         next_due = self.ticker.next_due()
         now = self.clock.now()
         if next_due is None or next_due - now > self._lookahead():
             return
         started = time.monotonic()
+        deadline = started + self._plan_budget_s
         at = max(next_due, now)
-        batch = self.ticker.due(at)
+        try:
+            batch = self.ticker.due(at, lambda: time.monotonic() > deadline)
+            lease = self.lease.lease
+            if lease is None:  # the renewal thread dropped it meanwhile: nothing to write on
+                self.ticker.requeue()
+                return
+            if not batch.fires:
+                self.ticker.settle()  # misfires and disabled schedules only: nothing to write
+                self._count_unwritten(batch)
+                return
+            prepared = self.target.prepare(lease, batch.fires)
+        except BaseException:
+            self.ticker.requeue()
+            raise
         self._count_unwritten(batch)
-        lease = self.lease.lease
-        if not batch.fires or lease is None:
-            self.ticker.settle()
-            return
-        self._prepared = (at, self.target.prepare(lease, batch.fires))
+        self._prepared = (at, prepared)
         took_s = time.monotonic() - started
         # Learn what preparing one fire costs here (a slow average: one odd batch moves it little).
         per_fire = took_s / len(batch.fires)
@@ -350,7 +450,8 @@ class Daemon:
         failpoints.hit("before-enqueue")
         try:
             written = self.target.send(prepared)
-        except redis.RedisError:
+        except BaseException:
+            # Some calls may have been applied: the cursor turns their resend into duplicates.
             self.ticker.requeue()
             raise
         fires = prepared.fires
@@ -364,12 +465,47 @@ class Daemon:
             )
             self._demote("fenced by the enqueue script", event="fenced")
             return
-        self.ticker.settle()
+        refused = self._refused(fires, written.outcomes)
+        self.ticker.settle(refused, self.clock.now() + REFUSED_RETRY_S)
         self._update_next_fires({fire.schedule.name for fire in fires})
         # Durability hook: runs too few replicas hold could vanish in a failover. Stand down, so
         # a new leader resumes from the cursor the replicas do have.
         if self.durability is not None and not self.durability.confirm(self.client, "enqueue"):
             self._demote("an enqueue was not acknowledged by replicas", event="unacknowledged")
+
+    def _refused(self, fires: Sequence[DueFire], outcomes: Sequence[Outcome]) -> set[str]:
+        """Schedules whose queue refused their runs (its key is not a stream): said once per
+        queue until it takes runs again; those schedules wait, the others go on."""
+        refused: set[str] = set()
+        queues: set[str] = set()
+        for fire, outcome in zip(fires, outcomes, strict=True):
+            if outcome is Outcome.REFUSED:
+                refused.add(fire.schedule.name)
+                queues.add(fire.schedule.queue)
+        for queue in sorted(queues - self._refused_queues):
+            log.error(
+                "queue %r REFUSED runs: its key %s holds another type than a stream; its "
+                "schedules wait (cursor unmoved, retried every %gs) until the key is removed or "
+                "renamed; other queues are not affected",
+                queue,
+                self.keys.queue(queue),
+                REFUSED_RETRY_S,
+                extra={"event": "queue_refused"},
+            )
+        delivered = {f.schedule.queue for f, o in zip(fires, outcomes, strict=True)} - queues
+        for queue in sorted(self._refused_queues & delivered):
+            log.warning("queue %r takes runs again", queue, extra={"event": "queue_recovered"})
+        self._refused_queues = (self._refused_queues - delivered) | queues
+        return refused
+
+    def _record_cursors(self) -> None:
+        lease = self.lease.lease
+        if lease is None:
+            return
+        if not self.scripts.advance_cursors(lease.value, self._unrecorded):
+            self._demote("fenced while recording cursors", event="fenced")
+            return
+        self._unrecorded = {}
 
     def _update_next_fires(self, names: Iterable[str]) -> None:
         if not self.metrics.per_schedule or not self._leading:
@@ -421,22 +557,41 @@ class Daemon:
         if lease_value:
             self.queue_stats.refresh({s.queue for s in self.config.schedules}, reply.redis_time_s)
 
-    def _reload(self) -> None:
+    def _start_reload(self) -> None:
+        if self._loading is not None and self._loading.is_alive():
+            self._load_again = True  # the file changed again while being read: read it again
+            return
         self.notifier.reloading()
         self.metrics.last_reload_time.set(time.time())
+        self._loading = threading.Thread(target=self._load, name="config-load", daemon=True)
+        self._loading.start()
+
+    def _load(self) -> None:
         try:
-            new = load_config(self.config.source)
+            self._loaded = load_config(self.config.source)
         except ConfigError as error:
+            self._loaded = error
+        except Exception as error:  # a bug in validation must not pass for a good config
+            log.exception("config reload crashed")
+            self._loaded = ConfigError(self.config.source, [Problem(0, f"internal error: {error}")])
+        self._wake.set()
+
+    def _reload(self, loaded: Config | ConfigError) -> None:
+        if self._load_again:
+            self._load_again = False
+            self._start_reload()
+        if isinstance(loaded, ConfigError):
             self.metrics.reloads.labels("failure").inc()
             self.metrics.last_reload_success.set(0)
             log.error(
                 "config reload FAILED; the running config (hash %s) stays in force:\n%s",
                 self.config.digest,
-                "\n".join(error.lines()),
+                "\n".join(loaded.lines()),
                 extra={"event": "reload_failed"},
             )
             self.notifier.ready()
             return
+        new = loaded
         self.metrics.reloads.labels("success").inc()
         self.metrics.last_reload_success.set(1)
         if new.digest == self.config.digest:
@@ -459,12 +614,16 @@ class Daemon:
             extra={"event": "reloaded"},
         )
         if leading:
+            # Recorded before the next write (retried until Redis confirms).
+            for name in changes.removed:
+                self._unrecorded.pop(name, None)
+            self._unrecorded.update(changes.restarted)
             self._update_next_fires(s.name for s in new.schedules)
             self._next_heartbeat_mono = 0.0
             if changes.removed and self.lease.lease is not None:
                 try:
                     self.scripts.forget(self.lease.lease.value, changes.removed)
-                except redis.RedisError as error:
+                except REDIS_ERRORS as error:
                     log.warning("could not clear the cursors of removed schedules: %s", error)
         self.notifier.ready()
 
@@ -497,7 +656,7 @@ class Daemon:
                     "ok" if released else "it was no longer ours",
                     extra={"token": token, "event": "released"},
                 )
-            except redis.RedisError as error:
+            except REDIS_ERRORS as error:
                 log.warning("could not release the lease (%s); it expires on its own", error)
             self.metrics.leader.set(0)
         log.info("stopped")
@@ -519,7 +678,7 @@ class Daemon:
                     if message is not None and not self._leading:
                         log.debug("handover notice: %s", message.get("data"))
                         self._wake.set()
-            except redis.RedisError:
+            except REDIS_ERRORS:
                 # The main loop reports Redis trouble; here we only retry quietly.
                 self._stopping.wait(backoff.next_delay())
 

@@ -41,9 +41,10 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-import redis
 from redis import Redis
 from redis.cluster import RedisCluster
+
+from scheduler.redisconn import REDIS_ERRORS
 
 log = logging.getLogger(__name__)
 
@@ -105,10 +106,10 @@ class Durability:
 
     def confirm(self, client: Redis, write: str) -> bool:
         """True once `replicas` replicas have every write made before this call."""
-        error: redis.RedisError | None = None
+        error: Exception | None = None
         try:
             acked = self._probe_and_wait(client)
-        except redis.RedisError as failed:
+        except REDIS_ERRORS as failed:
             acked, error = 0, failed
         if error is None and acked >= self.replicas:
             return True

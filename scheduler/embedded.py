@@ -13,20 +13,27 @@ Files in the data folder:
 - `redis.pid`   written by the server
 - `redis.log`   the server's log; start-up errors quote its tail
 - `start.lock`  an flock held while a replica checks for and starts the server
+- `server.json` which redis-server binary (path and version) last started on this folder
 - the AOF and RDB files (`appendonly.aof` on Redis 6, `appendonlydir/` on Redis 7)
+
+Redis 6 and 7 keep their AOF differently, and each ignores the other's: starting this folder with
+the other release comes up empty (fencing tokens handed out again) or revives an older state
+(fires re-run). So `server.json` records the binary, and a start with a binary of another release
+line is refused with a sentence saying how to get out (see `choose_binary`).
 """
 
 from __future__ import annotations
 
 import fcntl
 import hashlib
+import json
 import logging
 import os
 import stat
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from urllib.parse import quote
@@ -35,7 +42,13 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from scheduler.redisbin import find_redis_server
+from scheduler.redisbin import (
+    SERVER_ENV,
+    find_redis_server,
+    redis_servers_here,
+    release_line,
+    server_version,
+)
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +58,13 @@ CONF_NAME = "redis.conf"
 PID_NAME = "redis.pid"
 LOG_NAME = "redis.log"
 LOCK_NAME = "start.lock"
+RECORD_NAME = "server.json"
+# The persistence files under the names Redis defaults to (our redis.conf keeps the defaults).
+AOF_FILE_NAME = "appendonly.aof"  # Redis 6 and earlier
+AOF_DIR_NAME = "appendonlydir"  # Redis 7 and later
+RDB_NAME = "dump.rdb"
+# The release that moved the AOF from one file into a folder.
+_AOF_DIR_MAJOR = 7
 
 # sun_path holds 108 bytes on Linux and 104 on macOS, both including the terminating NUL.
 _MAX_SOCKET_PATH_BYTES = 100
@@ -59,10 +79,33 @@ class EmbeddedRedis:
     data_dir: str
     pid: int
     started: bool  # True if this call started the server, False if it reused a running one
+    server_path: str
+    server_version: str
 
     @property
     def log_path(self) -> str:
         return os.path.join(self.data_dir, LOG_NAME)
+
+
+@dataclass(frozen=True)
+class ServerBinary:
+    """A redis-server and its release, as `server.json` records it."""
+
+    path: str
+    version: str
+
+
+class IncompatibleDataError(RuntimeError):
+    """The data folder holds data of a Redis release line the chosen binary would misread."""
+
+
+@dataclass(frozen=True)
+class _Answer:
+    """What a running server says about itself in INFO."""
+
+    pid: int
+    version: str
+    executable: str
 
 
 def data_dir_for(config_path: str) -> str:
@@ -89,7 +132,9 @@ def unix_url(socket_path: str) -> str:
 def ensure_embedded_redis(config_path: str, *, timeout_s: float = 10.0) -> EmbeddedRedis:
     """Reuse the embedded server of `config_path`'s folder, or start it; return how to reach it.
 
-    Raises RuntimeError (with the tail of the server log when there is one) if no server answers
+    Raises IncompatibleDataError (a RuntimeError) before starting anything if the folder's data
+    was written by another Redis release line than the binary that would start now, and
+    RuntimeError (with the tail of the server log when there is one) if no server answers
     within `timeout_s`.
     """
     data_dir = data_dir_for(config_path)
@@ -97,24 +142,60 @@ def ensure_embedded_redis(config_path: str, *, timeout_s: float = 10.0) -> Embed
     socket_path = socket_path_for(data_dir)
     deadline = time.monotonic() + timeout_s
 
-    pid = _server_pid(socket_path)
-    if pid is None:
+    running = _running_server(socket_path)
+    if running is None:
         with _start_lock(data_dir, deadline):
             # Another replica may have started it while we waited for the lock.
-            pid = _server_pid(socket_path)
-            if pid is None:
-                pid = _wait_for_live_server(data_dir, socket_path, deadline)
-            if pid is None:
-                pid = _start_server(data_dir, socket_path, deadline)
-                log.info(
-                    "started embedded redis-server pid=%d socket=%s data_dir=%s",
-                    pid,
-                    socket_path,
-                    data_dir,
-                )
-                return EmbeddedRedis(unix_url(socket_path), socket_path, data_dir, pid, True)
-    log.info("reusing embedded redis-server pid=%d socket=%s", pid, socket_path)
-    return EmbeddedRedis(unix_url(socket_path), socket_path, data_dir, pid, False)
+            running = _running_server(socket_path) or _wait_for_live_server(
+                data_dir, socket_path, deadline
+            )
+            if running is None:
+                return _start(data_dir, socket_path, deadline)
+    log.info(
+        "reusing embedded redis-server pid=%d binary=%s version=%s socket=%s",
+        running.pid,
+        running.executable,
+        running.version,
+        socket_path,
+    )
+    return EmbeddedRedis(
+        unix_url(socket_path),
+        socket_path,
+        data_dir,
+        running.pid,
+        False,
+        running.executable,
+        running.version,
+    )
+
+
+def choose_binary(data_dir: str) -> ServerBinary:
+    """The redis-server to start on `data_dir`, recorded in its `server.json`.
+
+    Release lines (major.minor) are compared, not patch levels: the AOF layout and the RDB
+    version change only with a minor release, while patch releases are the security fixes a
+    distribution applies under us, and refusing those would stop the scheduler on every update.
+    Raises IncompatibleDataError, naming both binaries and the ways out, when the folder holds
+    data of another release line (per the record, or per its files when there is no record).
+    """
+    record = _read_record(data_dir)
+    binary = _preferred_binary(record)
+    if _holds_data(data_dir):
+        if record is not None:
+            problem = _record_conflict(data_dir, record, binary)
+        else:
+            problem = _layout_conflict(data_dir, binary)
+        if problem is not None:
+            raise IncompatibleDataError(problem)
+    if binary != record:
+        _write_record(data_dir, binary)
+        log.info(
+            "recorded redis-server %s (Redis %s) in %s",
+            binary.path,
+            binary.version,
+            os.path.join(data_dir, RECORD_NAME),
+        )
+    return binary
 
 
 def shutdown_if_last(
@@ -181,8 +262,136 @@ def redis_process_alive(pid: int) -> bool:
     return "redis" in comm or "redis" in cmdline
 
 
-def _server_pid(socket_path: str) -> int | None:
-    """The process id of the Redis answering on `socket_path`, None if nothing answers."""
+def _start(data_dir: str, socket_path: str, deadline: float) -> EmbeddedRedis:
+    binary = choose_binary(data_dir)
+    pid = _start_server(data_dir, socket_path, deadline, binary.path)
+    log.info(
+        "started embedded redis-server pid=%d binary=%s version=%s socket=%s data_dir=%s",
+        pid,
+        binary.path,
+        binary.version,
+        socket_path,
+        data_dir,
+    )
+    return EmbeddedRedis(
+        unix_url(socket_path), socket_path, data_dir, pid, True, binary.path, binary.version
+    )
+
+
+def _preferred_binary(record: ServerBinary | None) -> ServerBinary:
+    # The recorded binary beats the general rule while it still runs the recorded release line:
+    # PATH may have changed since (a venv activated, Redis installed). An explicit
+    # CRONLEASE_REDIS_SERVER still wins, so an operator can always say which one.
+    if record is not None and not os.environ.get(SERVER_ENV) and _still_fits(record):
+        return ServerBinary(record.path, server_version(record.path))
+    path = find_redis_server()
+    return ServerBinary(path, server_version(path))
+
+
+def _still_fits(record: ServerBinary) -> bool:
+    if not os.access(record.path, os.X_OK):
+        return False
+    try:
+        return release_line(server_version(record.path)) == release_line(record.version)
+    except RuntimeError:
+        return False  # moved, broken or replaced by something that is not a redis-server
+
+
+def _holds_data(data_dir: str) -> bool:
+    names = (AOF_FILE_NAME, AOF_DIR_NAME, RDB_NAME)
+    return any(os.path.lexists(os.path.join(data_dir, name)) for name in names)
+
+
+def _record_conflict(data_dir: str, record: ServerBinary, binary: ServerBinary) -> str | None:
+    wanted = release_line(record.version)
+    if release_line(binary.version) == wanted:
+        return None
+    return (
+        f"{data_dir} holds data written by Redis {record.version} ({record.path}), but the "
+        f"redis-server chosen now is Redis {binary.version} ({binary.path}), and another "
+        "release line may read those files differently or not at all and start from an empty "
+        "or an older state; "
+        f"install Redis {wanted} at {record.path} again or point {SERVER_ENV} at a Redis "
+        f"{wanted} redis-server{_hint(lambda version: release_line(version) == wanted)}, "
+        f"or move {data_dir} away to start empty"
+    )
+
+
+def _layout_conflict(data_dir: str, binary: ServerBinary) -> str | None:
+    """For a folder without a record (an older cronlease): does its AOF layout fit `binary`?"""
+    if os.path.isdir(os.path.join(data_dir, AOF_DIR_NAME)):
+        layout, kind, fits = f"{AOF_DIR_NAME}/", f"Redis {_AOF_DIR_MAJOR} or later", _has_aof_dir
+    elif os.path.exists(os.path.join(data_dir, AOF_FILE_NAME)):
+        layout, kind, fits = AOF_FILE_NAME, f"Redis {_AOF_DIR_MAJOR - 1} or earlier", _has_aof_file
+    else:
+        return None  # an RDB alone: Redis refuses an RDB newer than itself, loudly
+    if fits(binary.version):
+        return None
+    return (
+        f"{data_dir} holds {layout}, which only {kind} writes, but the redis-server chosen now "
+        f"is Redis {binary.version} ({binary.path}), which would not read it and would start "
+        f"from an empty or an older state; point {SERVER_ENV} at a {kind} redis-server"
+        f"{_hint(fits)}, or move {data_dir} away to start empty"
+    )
+
+
+def _has_aof_dir(version: str) -> bool:
+    """Whether Redis `version` keeps its AOF in a folder (7 and later) rather than one file."""
+    return int(version.split(".")[0]) >= _AOF_DIR_MAJOR
+
+
+def _has_aof_file(version: str) -> bool:
+    return not _has_aof_dir(version)
+
+
+def _hint(fits: Callable[[str], bool]) -> str:
+    """` (this machine has one: <path>, Redis <version>)` when one fits, else nothing."""
+    for path in redis_servers_here():
+        try:
+            version = server_version(path)
+        except RuntimeError:
+            continue
+        if fits(version):
+            return f" (this machine has one: {path}, Redis {version})"
+    return ""
+
+
+def _read_record(data_dir: str) -> ServerBinary | None:
+    path = os.path.join(data_dir, RECORD_NAME)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            raw = json.load(handle)
+        return ServerBinary(path=str(raw["path"]), version=str(raw["version"]))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        # Guessing past a damaged record could start the wrong release on the data.
+        raise RuntimeError(
+            f"cannot read {path} ({error!r}); repair it, or delete it to have the Redis "
+            "release inferred from the data files"
+        ) from None
+
+
+def _write_record(data_dir: str, binary: ServerBinary) -> None:
+    # Write-then-rename, so a crash leaves the old record or the new one, never half of one.
+    # Callers hold the start lock, so one temporary name is enough.
+    path = os.path.join(data_dir, RECORD_NAME)
+    temporary = path + ".tmp"
+    with open(temporary, "w", encoding="utf-8") as handle:
+        json.dump({"path": binary.path, "version": binary.version}, handle, indent=2)
+        handle.write("\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+    folder = os.open(data_dir, os.O_RDONLY)
+    try:
+        os.fsync(folder)  # the rename itself must reach the disk too
+    finally:
+        os.close(folder)
+
+
+def _running_server(socket_path: str) -> _Answer | None:
+    """Who answers on `socket_path` (pid, version, binary), None if nothing answers."""
     try:
         mode = os.stat(socket_path)
     except FileNotFoundError:
@@ -208,7 +417,9 @@ def _server_pid(socket_path: str) -> int | None:
         raise RuntimeError(f"the Redis on {socket_path} answers, but not to us: {error}") from None
     finally:
         client.close()
-    return int(info["process_id"])
+    return _Answer(
+        int(info["process_id"]), str(info["redis_version"]), str(info.get("executable", "?"))
+    )
 
 
 @contextmanager
@@ -232,7 +443,7 @@ def _start_lock(data_dir: str, deadline: float) -> Iterator[None]:
         os.close(fd)  # closing the descriptor releases the flock
 
 
-def _wait_for_live_server(data_dir: str, socket_path: str, deadline: float) -> int | None:
+def _wait_for_live_server(data_dir: str, socket_path: str, deadline: float) -> _Answer | None:
     """If the pidfile names a live redis-server, wait for it to answer; None if there is none.
 
     Starting a second server on the same AOF while a hung or stopped first one still holds it
@@ -243,9 +454,9 @@ def _wait_for_live_server(data_dir: str, socket_path: str, deadline: float) -> i
     if old_pid is None or not redis_process_alive(old_pid):
         return None
     while time.monotonic() < deadline:
-        pid = _server_pid(socket_path)
-        if pid is not None:
-            return pid
+        running = _running_server(socket_path)
+        if running is not None:
+            return running
         if not redis_process_alive(old_pid):
             return None
         time.sleep(_POLL_INTERVAL_S)
@@ -256,7 +467,7 @@ def _wait_for_live_server(data_dir: str, socket_path: str, deadline: float) -> i
     )
 
 
-def _start_server(data_dir: str, socket_path: str, deadline: float) -> int:
+def _start_server(data_dir: str, socket_path: str, deadline: float, server: str) -> int:
     pid_path = os.path.join(data_dir, PID_NAME)
     log_path = os.path.join(data_dir, LOG_NAME)
     # Leftovers of a server that died without cleaning up: the pidfile would make us mistake
@@ -269,7 +480,6 @@ def _start_server(data_dir: str, socket_path: str, deadline: float) -> int:
 
     conf_path = os.path.join(data_dir, CONF_NAME)
     _write_conf(conf_path, data_dir, socket_path, pid_path, log_path)
-    server = find_redis_server()
     try:
         # With `daemonize yes` this process forks the server and exits at once; a non-zero exit
         # means the configuration was refused before the fork.
@@ -289,9 +499,9 @@ def _start_server(data_dir: str, socket_path: str, deadline: float) -> int:
         raise _start_error(f"{server} exited with status {launcher.returncode}: {output}", log_path)
 
     while True:
-        pid = _server_pid(socket_path)
-        if pid is not None:
-            return pid
+        running = _running_server(socket_path)
+        if running is not None:
+            return running.pid
         new_pid = _read_pid(pid_path)
         if new_pid is not None and not redis_process_alive(new_pid):
             raise _start_error(f"{server} (pid {new_pid}) exited during start-up", log_path)

@@ -4,7 +4,9 @@
 so a test can freeze a leader exactly between its lease check and its write, then SIGCONT it
 after another replica has taken over and watch the write being fenced. `main-loop=hang@40`
 wedges the main loop on its 40th turn (the HTTP thread keeps answering), for health probes.
-Actions: `stop` (SIGSTOP self), `hang` (block this thread for good); `@N` fires on the Nth hit.
+`promote=redis-error` fails a takeover half-way, as a Redis that drops the connection would.
+Actions: `stop` (SIGSTOP self), `hang` (block this thread for good), `redis-error` (raise a
+redis ConnectionError); `@N` fires on the Nth hit.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from __future__ import annotations
 import os
 import signal
 import threading
+
+import redis
 
 _ARMED: dict[str, str] = {}
 for _item in os.environ.get("CRONLEASE_FAILPOINTS", "").split(","):
@@ -36,3 +40,5 @@ def hit(name: str) -> None:
         os.kill(os.getpid(), signal.SIGSTOP)
     elif action == "hang":
         threading.Event().wait()
+    elif action == "redis-error":
+        raise redis.ConnectionError(f"failpoint {name}: injected connection error")

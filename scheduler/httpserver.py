@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import socket
 import threading
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from socketserver import BaseRequestHandler
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
@@ -14,14 +17,101 @@ log = logging.getLogger(__name__)
 
 Probe = Callable[[], tuple[bool, str]]
 
+# Probes and scrapes send their request at once and read a reply of at most a few hundred KB, so a
+# socket that is silent (or does not read) for 5 s is not one of them; 5 s frees a slot well inside
+# the kubelet's liveness window (10 s period x 3 failures) yet leaves a slow Prometheus link room.
+IDLE_TIMEOUT_S = 5.0
+# A pod sees a handful of concurrent clients (three kubelet probes, one or two Prometheus, an
+# operator's curl); 32 leaves headroom while capping the threads an idle-connection flood can pin.
+MAX_CONNECTIONS = 32
+
+_BUSY_BODY = b"busy: too many connections\n"
+_BUSY_REPLY = (
+    b"HTTP/1.0 503 Service Unavailable\r\n"
+    b"Content-Type: text/plain\r\n"
+    b"Content-Length: " + str(len(_BUSY_BODY)).encode() + b"\r\n"
+    b"Retry-After: 1\r\n"
+    b"Connection: close\r\n\r\n" + _BUSY_BODY
+)
+
+
+class _BoundedHTTPServer(HTTPServer):
+    """A thread per connection, at most `max_connections` at once; the rest are shed at accept."""
+
+    # A burst of connects waits in the kernel's queue (capped by net.core.somaxconn) to be shed,
+    # rather than outrunning the accept loop and having its SYNs dropped (retried after 1 s).
+    request_queue_size = 1024
+
+    def __init__(
+        self,
+        address: tuple[str, int],
+        handler: type[BaseRequestHandler],
+        max_connections: int,
+    ) -> None:
+        self._slots = threading.BoundedSemaphore(max_connections)
+        super().__init__(address, handler)
+
+    def process_request(
+        self, request: socket.socket | tuple[bytes, socket.socket], client_address: object
+    ) -> None:
+        if not self._slots.acquire(blocking=False):
+            self._shed(request)
+            return
+        thread = threading.Thread(
+            target=self._serve, args=(request, client_address), name="probe-http", daemon=True
+        )
+        try:
+            thread.start()
+        except RuntimeError:  # the process is out of threads: shed rather than stop accepting
+            self._slots.release()
+            self._shed(request)
+
+    def _serve(
+        self, request: socket.socket | tuple[bytes, socket.socket], client_address: object
+    ) -> None:
+        try:
+            self.finish_request(request, client_address)
+        except Exception:
+            self.handle_error(request, client_address)
+        finally:
+            self.shutdown_request(request)
+            self._slots.release()
+
+    def _shed(self, request: socket.socket | tuple[bytes, socket.socket]) -> None:
+        assert isinstance(request, socket.socket)
+        # Non-blocking: the accept loop must never wait on a client that neither sends nor reads.
+        request.setblocking(False)
+        with contextlib.suppress(OSError):
+            request.send(_BUSY_REPLY)
+            # Closing with unread bytes sends a reset, which can cost the client the 503.
+            request.recv(65536)
+        self.shutdown_request(request)
+
+    def handle_error(
+        self, request: socket.socket | tuple[bytes, socket.socket], client_address: object
+    ) -> None:
+        # Timeouts and resets of clients are routine here; the default prints a traceback.
+        log.debug("http: connection from %s failed", client_address, exc_info=True)
+
 
 class ProbeServer:
     def __init__(
-        self, host: str, port: int, registry: CollectorRegistry, health: Probe, ready: Probe
+        self,
+        host: str,
+        port: int,
+        registry: CollectorRegistry,
+        health: Probe,
+        ready: Probe,
+        *,
+        idle_timeout_s: float = IDLE_TIMEOUT_S,
+        max_connections: int = MAX_CONNECTIONS,
     ) -> None:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
+            # StreamRequestHandler sets it on the socket: every read and write, not the request.
+            timeout = idle_timeout_s
+
             def do_GET(self) -> None:
                 path = self.path.split("?", 1)[0]
                 if path == "/metrics":
@@ -52,8 +142,7 @@ class ProbeServer:
         self.health = health
         self.ready = ready
         # Raises OSError (e.g. address in use) here, at start-up, where the caller can say so.
-        self._httpd = ThreadingHTTPServer((host, port), Handler)
-        self._httpd.daemon_threads = True
+        self._httpd = _BoundedHTTPServer((host, port), Handler, max_connections)
         self.port = self._httpd.server_address[1]
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
 

@@ -21,8 +21,10 @@ from prometheus_client.utils import floatToGoString
 
 from scheduler import __version__
 
-OUTCOMES = ("enqueued", "caught_up", "deduplicated", "fenced", "skipped", "misfired")
+OUTCOMES = ("enqueued", "caught_up", "deduplicated", "fenced", "skipped", "misfired", "failed")
 SKIP_REASONS = ("paused", "disabled", "outside_window")
+# Why a fire could not be written yet (it is retried: the cursor did not move).
+FAIL_REASONS = ("queue_wrong_type",)
 LEADER_EVENTS = ("elected", "demoted", "released", "fenced", "unacknowledged")
 RENEW_RESULTS = ("ok", "lost", "error")
 RELOAD_RESULTS = ("success", "failure")
@@ -67,7 +69,7 @@ class Metrics:
         self.occurrences = Counter(
             "cronlease_occurrences_total",
             "Fire times by how they ended: enqueued, caught_up, deduplicated, fenced, skipped "
-            "(with a reason) or misfired",
+            "(with a reason), misfired, or failed (with a reason; retried later)",
             ["schedule", "outcome", "reason"],
             registry=r,
         )
@@ -182,8 +184,8 @@ class Metrics:
 
     def _init_occurrences(self, schedule: str) -> None:
         for outcome in OUTCOMES:
-            if outcome == "skipped":
-                for reason in SKIP_REASONS:
+            if outcome in ("skipped", "failed"):
+                for reason in SKIP_REASONS if outcome == "skipped" else FAIL_REASONS:
                     self.occurrences.labels(schedule, outcome, reason)
             else:
                 self.occurrences.labels(schedule, outcome, "")

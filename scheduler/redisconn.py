@@ -14,6 +14,13 @@ from redis.retry import Retry
 
 log = logging.getLogger(__name__)
 
+# What a Redis call can raise that means "Redis trouble, retry": redis-py's cluster errors
+# (SlotNotCoveredError, ClusterDownError's cousins) do not derive from RedisError.
+REDIS_ERRORS: tuple[type[Exception], ...] = (
+    redis.exceptions.RedisError,
+    redis.exceptions.RedisClusterException,
+)
+
 
 def redact(url: str) -> str:
     """The URL with every password replaced by `***`, fit for logs, errors and status output.
@@ -96,6 +103,12 @@ _MEANINGS: list[tuple[type[Exception], str, str]] = [
         "cannot reach Redis (refused or reset); retrying with backoff",
     ),
     (redis.exceptions.ResponseError, "response", "Redis returned an error"),
+    (
+        redis.exceptions.RedisClusterException,
+        "connection",
+        "the Redis Cluster cannot serve our slot right now (resharding or a node down); "
+        "retrying with backoff",
+    ),
 ]
 
 

@@ -7,6 +7,7 @@ import logging
 from collections import Counter
 from collections.abc import Sequence
 
+from scheduler.catchup import MISFIRE_COUNT_LIMIT
 from scheduler.metrics import Metrics
 from scheduler.targets import DueFire, Outcome, Trigger, Written
 from scheduler.targets.stream import run_id
@@ -33,6 +34,8 @@ def count_written(metrics: Metrics, fires: Sequence[DueFire], written: Written, 
             outcomes[(name, "deduplicated", "")] += 1
         elif outcome is Outcome.PAUSED:
             outcomes[(name, "skipped", "paused")] += 1
+        elif outcome is Outcome.REFUSED:
+            outcomes[(name, "failed", "queue_wrong_type")] += 1
         else:
             outcomes[(name, "fenced", "")] += 1
         if debug:
@@ -60,8 +63,8 @@ def count_unwritten(metrics: Metrics, batch: Batch) -> set[str]:
     for name, count in batch.misfired.items():
         metrics.occurrence(name, "misfired", count=count)
         log.warning(
-            "dropped %d missed runs (older than the catch-up window or by policy)",
-            count,
+            "dropped %s missed runs (older than the catch-up window or by policy)",
+            f"at least {count}" if count >= MISFIRE_COUNT_LIMIT else count,
             extra={"schedule": name, "event": "misfire"},
         )
     for name, count in batch.disabled.items():

@@ -7,7 +7,7 @@ is what a restarted Redis answers. All keys share the namespace hash tag (see ke
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,20 +24,29 @@ from scheduler.targets import Lease
 # Returns {token, generation, created, pttl, time_s, time_us}:
 #   token 0 when the lease is held by someone else (pttl is then its remaining ms);
 #   created 1 when this call wrote the generation marker (a new or emptied Redis).
+# A new (or emptied) store starts the epoch at Redis's TIME in microseconds rather than at 0, so
+# a fencing token is never handed out twice even when Redis lost everything (a restart without
+# persistence, a switch of redis-server binaries): each acquisition is a round trip, so fewer
+# than one happens per microsecond, and the tokens of a later store start above those of any
+# earlier one. (Exact in Lua's doubles and in Prometheus until the year 2255.)
 ACQUIRE = """
+local now = redis.call('TIME')
 local created = 0
 local generation = redis.call('GET', KEYS[3])
 if not generation then
   generation = ARGV[3]
   redis.call('SET', KEYS[3], generation)
   created = 1
+  local floor = tonumber(now[1]) * 1000000 + tonumber(now[2])
+  if (tonumber(redis.call('GET', KEYS[2])) or 0) < floor then
+    redis.call('SET', KEYS[2], string.format('%d', floor))
+  end
 end
-local now = redis.call('TIME')
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return {0, generation, created, redis.call('PTTL', KEYS[1]), now[1], now[2]}
 end
 local token = redis.call('INCR', KEYS[2])
-redis.call('SET', KEYS[1], token .. ':' .. ARGV[1], 'PX', ARGV[2])
+redis.call('SET', KEYS[1], string.format('%d', token) .. ':' .. ARGV[1], 'PX', ARGV[2])
 return {token, generation, created, tonumber(ARGV[2]), now[1], now[2]}
 """
 
@@ -100,8 +109,12 @@ end
 # Returns -1 when fenced (nothing written), -2 when too early (nothing written), else {time_s,
 #   time_us, then one code per fire:
 #   1 enqueued, 0 duplicate (cursor already at or past fire_ts), 2 paused (cursor advanced,
-#   nothing written)}.
+#   nothing written), 3 refused: its queue's key holds another type than a stream (cursor not
+#   moved, nothing written; the fires of other queues in the call are written as usual)}.
 # Cursors are read with one HMGET and written with one HSET per call, not per fire.
+# Every check (key types included) comes before the first write: Redis does not roll a script
+# back, so an error after an XADD would keep that XADD while the cursor stays behind it, and
+# every retry would write it again.
 ENQUEUE_STREAM = (
     _LUA_RFC3339
     + """
@@ -128,6 +141,11 @@ for i = 0, count - 1 do
     return -2
   end
 end
+local refused = {}
+for k = 4, #KEYS do
+  local kind = redis.call('TYPE', KEYS[k])['ok']
+  if kind ~= 'stream' and kind ~= 'none' then refused[k - 3] = true end
+end
 local enqueued_at = rfc3339(tonumber(now[1])) .. string.format('.%03dZ', math.floor(now[2] / 1000))
 local fire_times = {}
 local results = {now[1], now[2]}
@@ -139,6 +157,8 @@ for i = 0, count - 1 do
   local last = cursor[schedule]
   if last and last >= fire_ts then
     results[i + 3] = 0
+  elseif refused[tonumber(ARGV[base])] then
+    results[i + 3] = 3
   else
     cursor[schedule] = fire_ts
     moved[#moved + 1] = schedule
@@ -210,6 +230,27 @@ end
 return removed
 """
 
+# ADVANCE_CURSORS: raise cursors to at least a position (creating missing ones), fenced. A leader
+# records where it starts serving a schedule that has no cursor (or restarts one a reload
+# changed), so the next leader resumes from there instead of from its own "now".
+# KEYS[1] leader   KEYS[2] cursor
+# ARGV[1] our lease value, then pairs: schedule name, position (Unix seconds)
+# Returns the number of cursors written, or -1 when fenced.
+ADVANCE_CURSORS = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return -1
+end
+local written = 0
+for i = 2, #ARGV, 2 do
+  local current = tonumber(redis.call('HGET', KEYS[2], ARGV[i]))
+  if not current or current < tonumber(ARGV[i + 1]) then
+    redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
+    written = written + 1
+  end
+end
+return written
+"""
+
 # LEADER_INFO: the new leader records who it is and since when (fenced).
 # KEYS[1] leader   KEYS[2] leader-info
 # ARGV[1] our lease value   ARGV[2] token   ARGV[3] replica id   ARGV[4] since (Redis time, s)
@@ -271,6 +312,8 @@ class Scripts:
         self._forget: Script = client.register_script(FORGET)
         self._leader_info: Script = client.register_script(LEADER_INFO)
         self._manual: Script = client.register_script(MANUAL)
+        self._advance: Script = client.register_script(ADVANCE_CURSORS)
+        self._packer = _packer(client)
 
     def acquire(self, replica_id: str, ttl_ms: int, fresh_generation: str) -> AcquireReply:
         k = self.keys
@@ -303,14 +346,9 @@ class Scripts:
             ("EVALSHA", sha, 3 + len(c.streams), *keys, *c.streams, *head, c.count, *c.fire_args)
             for c in calls
         ]
-        pool = getattr(self._client, "connection_pool", None)
-        if pool is None:  # a cluster client routes each call itself
+        if self._packer is None:  # a cluster client routes each call itself
             return EnqueueBatch(commands, None)
-        connection = pool.get_connection()
-        try:
-            return EnqueueBatch(commands, [connection.pack_command(*c) for c in commands])
-        finally:
-            pool.release(connection)
+        return EnqueueBatch(commands, [self._packer.pack_command(*c) for c in commands])
 
     def run_enqueue(self, batch: EnqueueBatch) -> list[EnqueueReply]:
         """Send every call on one connection before reading any reply: Redis works on the first
@@ -386,6 +424,19 @@ class Scripts:
         k = self.keys
         return int(self._forget(keys=[k.leader, k.cursor, k.paused], args=[lease_value, *names]))
 
+    def advance_cursors(self, lease_value: str, positions: Mapping[str, int]) -> bool:
+        """Raise each named cursor to at least its position; False when fenced. In calls of
+        ADVANCE_CHUNK schedules, so 100,000 new schedules do not block Redis in one call."""
+        k = self.keys
+        items = list(positions.items())
+        for start in range(0, len(items), ADVANCE_CHUNK):
+            args: list[str | int] = [lease_value]
+            for name, position in items[start : start + ADVANCE_CHUNK]:
+                args += (name, position)
+            if int(self._advance(keys=[k.leader, k.cursor], args=args)) < 0:
+                return False
+        return True
+
     def leader_info(
         self, lease_value: str, token: int, replica_id: str, since_s: float, config_hash: str
     ) -> bool:
@@ -424,6 +475,7 @@ class EnqueueReply:
 
 
 TOO_EARLY = -2
+ADVANCE_CHUNK = 5000
 EARLY_RETRIES = 200
 EARLY_PAUSE_S = 0.005
 
@@ -437,6 +489,19 @@ def _enqueue_reply(reply: Any) -> EnqueueReply:
         return EnqueueReply(True, [], 0.0)
     sec, usec, *codes = reply
     return EnqueueReply(False, [int(code) for code in codes], int(sec) + int(usec) / 1e6)
+
+
+def _packer(client: Redis) -> Any:
+    """A connection object that is never connected, used only to RESP-encode commands: a batch
+    is encoded ahead of its instant without touching the pool, which would try to (re)connect
+    and could fail with the batch already taken from the ticker. None for a cluster client."""
+    pool = getattr(client, "connection_pool", None)
+    if pool is None:
+        return None
+    try:
+        return pool.connection_class(**pool.connection_kwargs)
+    except (TypeError, ValueError):  # a connection class we cannot build detached: encode later
+        return None
 
 
 def _call_or_error(client: Any, command: tuple[Any, ...]) -> Any:

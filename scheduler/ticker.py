@@ -2,7 +2,9 @@
 
 Pure: no clock or Redis here; `now` (Redis time, float seconds) is passed in. The daemon asks
 `due(now)` for a batch, writes it, then `settle`s the outcome or `requeue`s the batch if the write
-failed, so a schedule only moves forward once Redis has accepted its runs.
+failed, so a schedule only moves forward once Redis has accepted its runs. The hand-over is
+all-or-nothing: a batch that was neither settled nor requeued (the caller failed in between) is
+requeued by the next `due()`, never dropped, and never settled without its write.
 
 Schedules that come due at the same instant share one heap entry (a bucket), and schedules that
 share a timeline and a position share one plan: ten thousand `every: 1s` schedules cost one heap
@@ -16,10 +18,10 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from scheduler.catchup import Plan, plan
+from scheduler.catchup import LATE_AFTER_S, Plan, plan
 from scheduler.config import Schedule
 from scheduler.targets import DueFire, Trigger
 from scheduler.timeline import jitter_ms
@@ -38,11 +40,18 @@ class _State:
     next_fire: int | None = None
 
 
+# How often due() asks its budget whether to stop, in schedules planned: often enough to stop
+# within a few milliseconds, rarely enough to cost nothing next to the planning itself.
+_BUDGET_EVERY = 64
+
+
 @dataclass
 class Batch:
     fires: list[DueFire] = field(default_factory=list)
     misfired: dict[str, int] = field(default_factory=dict)  # schedule -> dropped fires
     disabled: dict[str, int] = field(default_factory=dict)  # schedule -> fires not run
+    # The budget ran out: more is due now; ask again on the next turn.
+    partial: bool = False
 
 
 @dataclass(frozen=True)
@@ -50,11 +59,27 @@ class Changes:
     added: tuple[str, ...]
     removed: tuple[str, ...]
     changed: tuple[str, ...]
+    # Schedules that (re)start from `now` (added, re-enabled, or with a new timeline): their
+    # cursor must be raised to that position in Redis too, or a new leader would catch up the
+    # fires this one decided not to run.
+    restarted: Mapping[str, int] = field(default_factory=dict)
+
+
+def same_timeline(a: Schedule, b: Schedule) -> bool:
+    """Whether two versions of a schedule fire at the same times (job or args may differ)."""
+    return (a.kind, a.spec, a.timezone, a.start_ts, a.end_ts) == (
+        b.kind,
+        b.spec,
+        b.timezone,
+        b.start_ts,
+        b.end_ts,
+    )
 
 
 class Ticker:
-    def __init__(self, schedules: Iterable[Schedule]) -> None:
+    def __init__(self, schedules: Iterable[Schedule], late_after_s: float = LATE_AFTER_S) -> None:
         self._schedules = {s.name: s for s in schedules}
+        self._late_after_s = late_after_s
         self._states: dict[str, _State] = {}
         self._heap: list[_Slot] = []
         self._buckets: dict[_Slot, list[_Entry]] = {}
@@ -78,7 +103,19 @@ class Ticker:
             key = (id(schedule.timeline), after)
             if key not in known:
                 known[key] = schedule.timeline.next_after(after)
-            self._add_at(schedule, after, known[key], catching_up=True)
+            fire = known[key]
+            # Only a missed fire goes out at once; an upcoming one keeps its jitter, or every
+            # takeover would send the herd jitter is there to spread.
+            self._add_at(schedule, after, fire, catching_up=fire is not None and fire < now)
+
+    def unseen(self, cursors: Mapping[str, int]) -> dict[str, int]:
+        """Enabled schedules without a cursor, and the position they start from: recorded in
+        Redis at once, so that their first fire survives a leader change before it."""
+        return {
+            name: state.after
+            for name, state in self._states.items()
+            if name not in cursors and state.schedule.enabled
+        }
 
     def _add(self, schedule: Schedule, after: int, catching_up: bool) -> None:
         self._add_at(schedule, after, schedule.timeline.next_after(after), catching_up)
@@ -110,8 +147,9 @@ class Ticker:
             bucket.append(entry)
 
     def reconfigure(self, schedules: Iterable[Schedule], now: float) -> Changes:
-        """Swap in a new config: added (or re-enabled) schedules start from now, changed ones
-        keep their position, removed ones stop at once."""
+        """Swap in a new config: added and re-enabled schedules start from now, and so do those
+        whose timeline changed (the new timeline's past is not theirs to catch up); changed
+        ones keep their position; removed ones stop at once. Call it with no batch in hand."""
         new = {s.name: s for s in schedules}
         old = self._schedules
         self._schedules = new
@@ -120,19 +158,27 @@ class Ticker:
         changed = tuple(sorted(n for n in new if n in old and new[n] != old[n]))
         if not self._states:  # not serving (a follower): nothing to move
             return Changes(added, removed, changed)
+        self.requeue()
         for name in removed:
             self._states.pop(name, None)
-            self._pending.pop(name, None)
         start_from = math.floor(now)
+        restarted: dict[str, int] = {}
         for name in added:
             self._add(new[name], start_from, catching_up=False)
+            if new[name].enabled:
+                restarted[name] = start_from
         for name in changed:
             state = self._states.get(name)
             re_enabled = new[name].enabled and not old[name].enabled
-            after = start_from if re_enabled or state is None else state.after
-            self._pending.pop(name, None)
+            retimed = not same_timeline(new[name], old[name])
+            if state is None or re_enabled or retimed:
+                after = start_from if state is None else max(state.after, start_from)
+                if new[name].enabled:
+                    restarted[name] = after
+            else:
+                after = state.after
             self._add(new[name], after, catching_up=False)
-        return Changes(added, removed, changed)
+        return Changes(added, removed, changed, restarted)
 
     def next_due(self) -> float | None:
         return self._heap[0][0] if self._heap else None
@@ -145,17 +191,29 @@ class Ticker:
         state = self._states.get(name)
         return state.next_fire if state is not None else None
 
-    def due(self, now: float) -> Batch:
+    def due(self, now: float, over_budget: Callable[[], bool] | None = None) -> Batch:
         """Pop and plan everything due by `now`; fires come grouped by schedule, in fire-time
-        order within one."""
+        order within one. `over_budget` (asked every few dozen schedules) cuts the batch short:
+        the rest stays due, `partial` says so, and the caller's loop keeps turning meanwhile.
+
+        A batch still in hand from the last call (neither settled nor requeued: its write
+        failed before it could say) is requeued first, so its schedules are planned again."""
+        self.requeue()
         batch = Batch()
-        plans: dict[tuple[int, int, str, int], Plan] = {}
+        plans: dict[tuple[int, int, str, int, int], Plan] = {}
         on_time_from = self._on_time_from
         states = self._states
         fires = batch.fires
+        planned = 0
         while self._heap and self._heap[0][0] <= now:
             slot = heapq.heappop(self._heap)
-            for entry in self._buckets.pop(slot):
+            bucket = self._buckets.pop(slot)
+            for index, entry in enumerate(bucket):
+                planned += 1
+                if over_budget is not None and planned % _BUDGET_EVERY == 0 and over_budget():
+                    self._refile(slot, bucket[index:])
+                    batch.partial = True
+                    return batch
                 state = states.get(entry[0])
                 if state is None or state.generation != entry[1]:
                     continue  # removed or changed by a reload since it was filed
@@ -163,7 +221,8 @@ class Ticker:
                 # Schedules sharing a timeline (config interns equal ones) and a position share
                 # a plan: computed once for all of them.
                 timeline = schedule.timeline
-                key = (id(timeline), state.after, schedule.catchup, schedule.catchup_window_s)
+                window_s = schedule.catchup_window_s
+                key = (id(timeline), state.after, schedule.catchup, window_s, schedule.jitter_s)
                 result = plans.get(key)
                 if result is None:
                     result = plans[key] = plan(
@@ -172,7 +231,9 @@ class Ticker:
                         now,
                         on_time_from,
                         schedule.catchup,
-                        schedule.catchup_window_s,
+                        window_s,
+                        # Jitter delays a fire on purpose; only a delay beyond it is lateness.
+                        late_after_s=min(self._late_after_s, window_s) + schedule.jitter_s,
                     )
                 if result.misfired:
                     batch.misfired[schedule.name] = result.misfired
@@ -187,12 +248,17 @@ class Ticker:
                 self._pending[schedule.name] = (result, slot, entry[1])
         return batch
 
-    def settle(self) -> None:
-        """Redis accepted the last batch (enqueued, duplicate or paused): move on."""
+    def settle(self, held: Collection[str] = (), retry_at: float = 0.0) -> None:
+        """Redis accepted the last batch (enqueued, duplicate or paused): move on. Schedules in
+        `held` were refused (their queue cannot take runs): they stay where they were and come
+        due again at `retry_at`."""
         on_time_from = self._on_time_from
-        for name, (result, _, generation) in self._pending.items():
+        for name, (result, slot, generation) in self._pending.items():
             state = self._states.get(name)
             if state is None or state.generation != generation:
+                continue
+            if name in held:
+                self._file((max(retry_at, slot[0]), slot[1]), (name, generation))
                 continue
             state.after = result.handled_through
             nxt = result.next_fire
@@ -204,3 +270,7 @@ class Ticker:
         for name, (_, slot, generation) in self._pending.items():
             self._file(slot, (name, generation))
         self._pending = {}
+
+    def _refile(self, slot: _Slot, entries: list[_Entry]) -> None:
+        for entry in entries:
+            self._file(slot, entry)

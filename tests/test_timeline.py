@@ -178,6 +178,10 @@ def test_cron_fields_are_read_in_the_schedules_zone() -> None:
         pytest.param("0 0 30 2 *", "never fires", id="February 30th never fires"),
         pytest.param("0 0 31 4,6,9,11 *", "never fires", id="the 31st of a 30-day month"),
         pytest.param("", "has 1 fields", id="an empty expression is refused"),
+        # croniter draws R per process: replicas would each fire at a minute of their own.
+        pytest.param("R R * * *", "use H instead", id="random R is refused"),
+        pytest.param("0 R(0-5) * * *", "use H instead", id="random R with a range is refused"),
+        pytest.param("0,R/5 * * * *", "use H instead", id="random R inside a list is refused"),
     ],
 )
 def test_unusable_cron_expressions_are_refused(expression: str, complaint: str) -> None:
@@ -224,6 +228,10 @@ def test_shortest_interval_is_a_lower_bound(expression: str, shortest_s: int) ->
 
 
 # -- H: hashed by the schedule's name -----------------------------------------------------------
+
+
+def test_names_with_an_r_are_not_mistaken_for_random() -> None:
+    assert parse_cron("0 9 * MAR FRI", "job").fields == "0 9 * MAR FRI"
 
 
 def test_hashed_minute_is_stable_for_one_name() -> None:

@@ -28,6 +28,9 @@ class Outcome(enum.Enum):
     DUPLICATE = "duplicate"  # the cursor was already at or past this fire: someone did it
     PAUSED = "paused"  # the schedule is paused: cursor advanced, nothing written
     FENCED = "fenced"  # our lease is gone: nothing written
+    # The queue cannot take runs (its key holds another type): nothing written, cursor unmoved;
+    # a configuration error of that queue, retried later, that leaves other queues alone.
+    REFUSED = "refused"
 
 
 class DueFire(NamedTuple):  # a tuple: made tens of thousands of times a second

@@ -14,7 +14,7 @@ from scheduler.targets import DueFire, Lease, Outcome, Prepared, Written
 MAX_FIRES_PER_CALL = 512
 FIRST_CALL_FIRES = 64
 
-_CODES = {1: Outcome.ENQUEUED, 0: Outcome.DUPLICATE, 2: Outcome.PAUSED}
+_CODES = {1: Outcome.ENQUEUED, 0: Outcome.DUPLICATE, 2: Outcome.PAUSED, 3: Outcome.REFUSED}
 
 
 @dataclass(frozen=True)
