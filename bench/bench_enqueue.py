@@ -24,11 +24,11 @@ from dataclasses import asdict, dataclass
 import redis
 from benchkit import RedisProcess, add_aof_flag, exit_on_sigterm, table
 
-from scheduler.config import Schedule, parse_config
-from scheduler.keys import Keys
-from scheduler.redisconn import connect
-from scheduler.scripts import Scripts
-from scheduler.targets import DueFire, Lease, Outcome, Trigger
+from scheduler.core.config import Schedule, parse_config
+from scheduler.core.runs import DueFire, Lease, Outcome, Trigger
+from scheduler.store.connection import connect
+from scheduler.store.keys import Keys
+from scheduler.store.scripts import Scripts
 from scheduler.targets.stream import MAX_FIRES_PER_CALL, StreamTarget
 
 DEFAULT_SIZES = (1, 10, 100, 500, 1000, 5000)

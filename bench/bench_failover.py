@@ -50,8 +50,8 @@ from benchkit import (
     table,
 )
 
-from scheduler.config import parse_config
-from scheduler.keys import Keys
+from scheduler.core.config import parse_config
+from scheduler.store.keys import Keys
 
 SCHEDULE = "beat"
 SCHEDULES_YAML = f"""\

@@ -79,7 +79,7 @@ from scalekit import (
     wait_for,
 )
 
-from scheduler.redisbin import find_redis_server
+from scheduler.store.redisbin import find_redis_server
 
 SCENARIOS = ("steady", "burst", "startup", "idle", "failover")
 STOP_MARGIN_S = 1.5  # SIGTERM this long after the last window second

@@ -26,7 +26,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from scheduler.redisbin import find_redis_server
+from scheduler.store.redisbin import find_redis_server
 
 T = TypeVar("T")
 

@@ -23,7 +23,7 @@ from typing import Any, NamedTuple, TypeVar
 import redis
 from benchkit import Timeout, daemon_command, die_with_parent, poll_until
 
-from scheduler.keys import Keys
+from scheduler.store.keys import Keys
 
 T = TypeVar("T")
 

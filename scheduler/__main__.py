@@ -1,5 +1,5 @@
 """`python -m scheduler` is the same program as `cronlease`."""
 
-from scheduler.cli import main
+from scheduler.cli.main import main
 
 raise SystemExit(main())

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import redis
 
-from scheduler.keys import Keys
+from scheduler.store.keys import Keys
 from tests.redis_server import wait_until
 
 KEYS = Keys("cronlease")
@@ -26,7 +26,7 @@ _offset = float(sys.argv.pop(1))
 _time, _time_ns = time.time, time.time_ns
 time.time = lambda: _time() + _offset
 time.time_ns = lambda: _time_ns() + int(_offset * 1e9)
-from scheduler.cli import main
+from scheduler.cli.main import main
 sys.argv[0] = "cronlease"
 raise SystemExit(main())
 """

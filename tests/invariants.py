@@ -29,9 +29,9 @@ from typing import Any
 
 import redis
 
-from scheduler.config import Config
-from scheduler.timefmt import rfc3339_utc
-from scheduler.timeline import Timeline
+from scheduler.core.config import Config
+from scheduler.core.timefmt import rfc3339_utc
+from scheduler.core.timeline import Timeline
 
 TRIGGERS = frozenset({"scheduled", "catchup", "manual"})
 MANUAL_MARK = "#manual-"

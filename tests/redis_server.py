@@ -23,7 +23,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from scheduler.redisbin import find_redis_server
+from scheduler.store.redisbin import find_redis_server
 
 START_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 10.0

@@ -23,8 +23,8 @@ import yaml
 from prometheus_client import CollectorRegistry
 from prometheus_client.metrics import MetricWrapperBase
 
-from scheduler import metrics as metrics_mod
-from scheduler.metrics import Metrics, WeightedHistogram
+from scheduler.ops import metrics as metrics_mod
+from scheduler.ops.metrics import Metrics, WeightedHistogram
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "helm" / "cronlease" / "files" / "cronlease-rules.yaml"

@@ -14,10 +14,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from scheduler.catchup import MAX_CATCHUP_PER_TICK, MISFIRE_COUNT_LIMIT, Plan, plan
-from scheduler.config import CatchupPolicy
-from scheduler.cronexpr import parse_cron
-from scheduler.timeline import AtTimeline, CronTimeline, EveryTimeline, Timeline
+from scheduler.core.catchup import MAX_CATCHUP_PER_TICK, MISFIRE_COUNT_LIMIT, Plan, plan
+from scheduler.core.config import CatchupPolicy
+from scheduler.core.cronexpr import parse_cron
+from scheduler.core.timeline import AtTimeline, CronTimeline, EveryTimeline, Timeline
 
 MINUTELY = EveryTimeline(60)
 NOON = int(datetime(2026, 1, 7, 12, tzinfo=timezone.utc).timestamp())

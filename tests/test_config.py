@@ -11,8 +11,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from scheduler.config import ConfigError, Problem, load_config, parse_config
-from scheduler.timeline import AtTimeline, CronTimeline, EveryTimeline
+from scheduler.core.config import ConfigError, Problem, load_config, parse_config
+from scheduler.core.timeline import AtTimeline, CronTimeline, EveryTimeline
 
 
 def problems_of(text: str) -> list[tuple[int, str]]:

@@ -28,8 +28,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from scheduler.cronexpr import parse_cron
-from scheduler.timeline import CronTimeline
+from scheduler.core.cronexpr import parse_cron
+from scheduler.core.timeline import CronTimeline
 
 
 def ts(text: str) -> int:

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
-from scheduler.settings import add_common_flags, env_name
+from scheduler.cli.settings import add_common_flags, env_name
 
 ROOT = Path(__file__).resolve().parent.parent
 UNIT = ROOT / "systemd" / "cronlease.service"

@@ -7,8 +7,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from scheduler.durations import format_duration, parse_duration_s
-from scheduler.timefmt import parse_instant, rfc3339_local, rfc3339_utc, rfc3339_utc_ms
+from scheduler.core.durations import format_duration, parse_duration_s
+from scheduler.core.timefmt import parse_instant, rfc3339_local, rfc3339_utc, rfc3339_utc_ms
 
 BERLIN = ZoneInfo("Europe/Berlin")
 NEW_YORK = ZoneInfo("America/New_York")

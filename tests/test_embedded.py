@@ -22,8 +22,8 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from scheduler import embedded
-from scheduler.embedded import (
+from scheduler.store import embedded
+from scheduler.store.embedded import (
     RECORD_NAME,
     EmbeddedRedis,
     IncompatibleDataError,
@@ -33,7 +33,7 @@ from scheduler.embedded import (
     shutdown_if_last,
     socket_path_for,
 )
-from scheduler.redisbin import SERVER_ENV, find_redis_server, server_version
+from scheduler.store.redisbin import SERVER_ENV, find_redis_server, server_version
 from tests.redis_server import wait_until
 from tests.test_redisbin import two_release_lines
 
@@ -43,7 +43,7 @@ REPO = Path(__file__).resolve().parent.parent
 REPLICA_SCRIPT = """
 import json, sys
 import redis
-from scheduler.embedded import ensure_embedded_redis
+from scheduler.store.embedded import ensure_embedded_redis
 
 config_path, key, hold = sys.argv[1], sys.argv[2], sys.argv[3] == "hold"
 sys.stdin.readline()  # the starting gun: every replica is imported and ready
@@ -333,7 +333,7 @@ class TestTheServerRecord:
     def test_the_first_start_records_the_binary_and_its_version(
         self, config_path: str, caplog: pytest.LogCaptureFixture
     ) -> None:
-        caplog.set_level("INFO", logger="scheduler.embedded")
+        caplog.set_level("INFO", logger="scheduler.store.embedded")
         server = ensure_embedded_redis(config_path)
 
         info = connect(server).info("server")
@@ -350,7 +350,7 @@ class TestTheServerRecord:
         self, config_path: str, caplog: pytest.LogCaptureFixture
     ) -> None:
         first = ensure_embedded_redis(config_path)
-        caplog.set_level("INFO", logger="scheduler.embedded")
+        caplog.set_level("INFO", logger="scheduler.store.embedded")
 
         second = ensure_embedded_redis(config_path)
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from scheduler.config import Config, parse_config
+from scheduler.core.config import Config, parse_config
 from tests.daemons import (
     KEYS,
     TTL_S,

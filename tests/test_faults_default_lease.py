@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from scheduler.config import parse_config
+from scheduler.core.config import parse_config
 from tests.daemons import KEYS, Daemon, leader_of, replicas, wait_for_leader, wait_for_runs
 from tests.invariants import prove, read_runs
 from tests.redis_server import RedisServer, wait_until

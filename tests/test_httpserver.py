@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 import pytest
 from prometheus_client import CollectorRegistry, Counter
 
-from scheduler.httpserver import MAX_CONNECTIONS, Probe, ProbeServer
+from scheduler.ops.httpserver import MAX_CONNECTIONS, Probe, ProbeServer
 from tests.redis_server import wait_until
 
 HOST = "127.0.0.1"

@@ -7,9 +7,9 @@ import json
 import pytest
 import redis as redis_py
 
-from scheduler.config import parse_config
-from scheduler.timefmt import rfc3339_utc, rfc3339_utc_ms
-from scheduler.timeline import EveryTimeline
+from scheduler.core.config import parse_config
+from scheduler.core.timefmt import rfc3339_utc, rfc3339_utc_ms
+from scheduler.core.timeline import EveryTimeline
 from tests.invariants import (
     Duplicate,
     Missing,

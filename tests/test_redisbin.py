@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from scheduler import redisbin
-from scheduler.redisbin import (
+from scheduler.store import redisbin
+from scheduler.store.redisbin import (
     SERVER_ENV,
     find_redis_cli,
     find_redis_server,
@@ -108,7 +108,9 @@ class TestTheChoiceDoesNotDependOnTheVenv:
             for folder in os.environ.get("PATH", os.defpath).split(os.pathsep)
             if folder and os.path.abspath(folder) != this_venv
         ]
-        script = "from scheduler.redisbin import find_redis_server; print(find_redis_server())"
+        script = (
+            "from scheduler.store.redisbin import find_redis_server; print(find_redis_server())"
+        )
 
         def chosen(path: list[str]) -> str:
             env = {**os.environ, "PATH": os.pathsep.join(path)}

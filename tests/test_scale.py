@@ -9,7 +9,7 @@ from pathlib import Path
 
 import redis as redis_py
 
-from scheduler.config import parse_config
+from scheduler.core.config import parse_config
 from tests.daemons import KEYS, leader_of, replicas, wait_for_leader
 from tests.invariants import prove
 from tests.redis_server import RedisServer, wait_until

@@ -9,11 +9,11 @@ from __future__ import annotations
 import itertools
 from datetime import datetime, timezone
 
-from scheduler.catchup import LATE_AFTER_S
-from scheduler.config import parse_config
-from scheduler.targets import Trigger
-from scheduler.ticker import Batch, Ticker
-from scheduler.timeline import jitter_ms
+from scheduler.core.catchup import LATE_AFTER_S
+from scheduler.core.config import parse_config
+from scheduler.core.runs import Trigger
+from scheduler.core.ticker import Batch, Ticker
+from scheduler.core.timeline import jitter_ms
 
 T0 = int(datetime(2026, 1, 7, 12, tzinfo=timezone.utc).timestamp())  # 12:00:00 UTC
 

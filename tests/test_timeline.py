@@ -11,9 +11,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from scheduler.config import parse_config
-from scheduler.cronexpr import CronSyntaxError, parse_cron
-from scheduler.timeline import AtTimeline, CronTimeline, EveryTimeline, Timeline, jitter_ms
+from scheduler.core.config import parse_config
+from scheduler.core.cronexpr import CronSyntaxError, parse_cron
+from scheduler.core.timeline import AtTimeline, CronTimeline, EveryTimeline, Timeline, jitter_ms
 
 UTC = ZoneInfo("UTC")
 # Wednesday 2026-01-07 12:00:00 UTC: the fixed "now" of most cases.

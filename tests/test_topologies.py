@@ -26,14 +26,14 @@ import pytest
 import redis
 from redis.sentinel import SentinelManagedSSLConnection
 
-from scheduler import scripts
-from scheduler.acl import acl_commands, acl_rule
-from scheduler.cli import main
-from scheduler.config import Config, parse_config
-from scheduler.durability import Durability, DurabilityError
-from scheduler.keys import Keys
-from scheduler.redisconn import classify, redact
-from scheduler.topology import (
+from scheduler.cli.main import main
+from scheduler.core.config import Config, parse_config
+from scheduler.store import scripts
+from scheduler.store.acl import acl_commands, acl_rule
+from scheduler.store.connection import classify, redact
+from scheduler.store.durability import Durability, DurabilityError
+from scheduler.store.keys import Keys
+from scheduler.store.topology import (
     CLUSTER,
     SENTINEL,
     SINGLE,

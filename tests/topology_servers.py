@@ -18,7 +18,7 @@ from pathlib import Path
 
 import redis
 
-from scheduler.redisbin import find_redis_cli, find_redis_server
+from scheduler.store.redisbin import find_redis_cli, find_redis_server
 from tests.redis_server import RedisServer, free_port, wait_until
 
 MASTER_NAME = "mymaster"

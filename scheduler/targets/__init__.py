@@ -1,7 +1,7 @@
 """Where runs go. A target writes a batch of due fires atomically with the fence and the cursor.
 
 The seam: a target is one module with one class implementing `Target`. Targets inside the same
-Redis (a Celery, RQ, Sidekiq or BullMQ queue) add one Lua script to scripts.py that differs from
+Redis (a Celery, RQ, Sidekiq or BullMQ queue) add one Lua script to store/lua.py that differs from
 ENQUEUE_STREAM only in how it writes the run, keeping fence check, cursor check and cursor advance
 in the same atomic call. Targets outside Redis go through an outbox: the stream target writes to
 an outbox stream and a relay delivers from there, so the atomic step stays inside Redis.
@@ -9,52 +9,10 @@ an outbox stream and a relay delivers from there, so the atomic step stays insid
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import NamedTuple, Protocol
+from typing import Protocol
 
-from scheduler.config import Schedule
-
-
-class Trigger(str, enum.Enum):
-    SCHEDULED = "scheduled"
-    CATCHUP = "catchup"
-    MANUAL = "manual"
-
-
-class Outcome(enum.Enum):
-    ENQUEUED = "enqueued"
-    DUPLICATE = "duplicate"  # the cursor was already at or past this fire: someone did it
-    PAUSED = "paused"  # the schedule is paused: cursor advanced, nothing written
-    FENCED = "fenced"  # our lease is gone: nothing written
-    # The queue cannot take runs (its key holds another type): nothing written, cursor unmoved;
-    # a configuration error of that queue, retried later, that leaves other queues alone.
-    REFUSED = "refused"
-
-
-class DueFire(NamedTuple):  # a tuple: made tens of thousands of times a second
-    schedule: Schedule
-    fire_ts: int
-    trigger: Trigger
-
-
-@dataclass(frozen=True)
-class Written:
-    """What a target did with a batch: one outcome per fire, and when each was written
-    (Redis time, seconds; fires of one script call share it)."""
-
-    outcomes: list[Outcome]
-    enqueued_at_s: list[float]
-
-
-@dataclass(frozen=True, slots=True)
-class Lease:
-    """What a write needs to prove it comes from the current leader."""
-
-    value: str  # `<token>:<replica-id>`, the leader key's content
-    token: int
-    replica_id: str
+from scheduler.core.runs import DueFire, Lease, Written
 
 
 class Prepared(Protocol):

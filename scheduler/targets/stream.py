@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from scheduler.keys import Keys
-from scheduler.scripts import EnqueueBatch, EnqueueCall, Scripts
-from scheduler.targets import DueFire, Lease, Outcome, Prepared, Written
+from scheduler.core.runs import DueFire, Lease, Outcome, Written
+from scheduler.store.keys import Keys
+from scheduler.store.scripts import EnqueueBatch, EnqueueCall, Scripts
+from scheduler.targets import Prepared
 
 # Bounds Redis's time inside one script call (it blocks every other client meanwhile). The first
 # call of a batch is small so Redis starts writing while the rest are still being encoded.

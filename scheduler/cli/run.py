@@ -10,20 +10,20 @@ import prometheus_client
 import redis
 from prometheus_client import CollectorRegistry
 
-from scheduler.cliutil import UsageError
-from scheduler.config import load_config
-from scheduler.control import CONTROL_COMMANDS
-from scheduler.daemon import Daemon, install_signal_handlers
-from scheduler.durability import Durability, DurabilityError
-from scheduler.embedded import ensure_embedded_redis, shutdown_if_last
-from scheduler.httpserver import ProbeServer
-from scheduler.keys import Keys
-from scheduler.lease import LeaseTiming, TimingError
-from scheduler.logs import setup_logging
-from scheduler.metrics import PER_SCHEDULE_LIMIT, Metrics
-from scheduler.redisconn import connect
-from scheduler.settings import Settings
-from scheduler.topology import TopologyError, check_keys, connector_for, parse_topology
+from scheduler.cli.control import CONTROL_COMMANDS
+from scheduler.cli.settings import Settings
+from scheduler.cli.util import UsageError
+from scheduler.core.config import load_config
+from scheduler.daemon.loop import Daemon, install_signal_handlers
+from scheduler.ops.httpserver import ProbeServer
+from scheduler.ops.logs import setup_logging
+from scheduler.ops.metrics import PER_SCHEDULE_LIMIT, Metrics
+from scheduler.store.connection import connect
+from scheduler.store.durability import Durability, DurabilityError
+from scheduler.store.embedded import ensure_embedded_redis, shutdown_if_last
+from scheduler.store.keys import Keys
+from scheduler.store.lease import LeaseTiming, TimingError
+from scheduler.store.topology import TopologyError, check_keys, connector_for, parse_topology
 
 log = logging.getLogger("scheduler")
 

@@ -21,10 +21,10 @@ import math
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from scheduler.catchup import LATE_AFTER_S, Plan, plan
-from scheduler.config import Schedule
-from scheduler.targets import DueFire, Trigger
-from scheduler.timeline import jitter_ms
+from scheduler.core.catchup import LATE_AFTER_S, Plan, plan
+from scheduler.core.config import Schedule
+from scheduler.core.runs import DueFire, Trigger
+from scheduler.core.timeline import jitter_ms
 
 # (due at, fire time): one heap entry per distinct instant
 _Slot = tuple[float, int]

@@ -17,11 +17,11 @@ from types import MappingProxyType
 from typing import Any, Literal, cast
 from zoneinfo import ZoneInfo
 
-from scheduler.cronexpr import CronSyntaxError, parse_cron
-from scheduler.durations import format_duration, parse_duration_s
-from scheduler.timefmt import parse_instant
-from scheduler.timeline import AtTimeline, CronTimeline, EveryTimeline, Timeline
-from scheduler.yamlsource import LineMap, load_yaml
+from scheduler.core.cronexpr import CronSyntaxError, parse_cron
+from scheduler.core.durations import format_duration, parse_duration_s
+from scheduler.core.timefmt import parse_instant
+from scheduler.core.timeline import AtTimeline, CronTimeline, EveryTimeline, Timeline
+from scheduler.core.yamlsource import LineMap, load_yaml
 
 CatchupPolicy = Literal["all", "latest", "skip"]
 

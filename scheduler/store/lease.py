@@ -14,9 +14,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from scheduler.clock import RedisClock
-from scheduler.scripts import Scripts
-from scheduler.targets import Lease
+from scheduler.core.runs import Lease
+from scheduler.store.clock import RedisClock
+from scheduler.store.scripts import Scripts
 
 log = logging.getLogger(__name__)
 

@@ -7,12 +7,12 @@ import logging
 from collections import Counter
 from collections.abc import Sequence
 
-from scheduler.catchup import MISFIRE_COUNT_LIMIT
-from scheduler.metrics import Metrics
-from scheduler.targets import DueFire, Outcome, Trigger, Written
+from scheduler.core.catchup import MISFIRE_COUNT_LIMIT
+from scheduler.core.runs import DueFire, Outcome, Trigger, Written
+from scheduler.core.ticker import Batch
+from scheduler.core.timefmt import rfc3339_utc
+from scheduler.ops.metrics import Metrics
 from scheduler.targets.stream import run_id
-from scheduler.ticker import Batch
-from scheduler.timefmt import rfc3339_utc
 
 log = logging.getLogger("scheduler.daemon")
 

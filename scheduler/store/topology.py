@@ -53,9 +53,9 @@ from redis.exceptions import RedisClusterException
 from redis.retry import Retry
 from redis.sentinel import Sentinel, SentinelManagedSSLConnection
 
-from scheduler.keys import Keys
-from scheduler.redisconn import Connector, redact, url_connector
-from scheduler.settings import Settings
+from scheduler.cli.settings import Settings
+from scheduler.store.connection import Connector, redact, url_connector
+from scheduler.store.keys import Keys
 
 log = logging.getLogger(__name__)
 

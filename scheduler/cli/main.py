@@ -10,10 +10,10 @@ from collections.abc import Callable, Sequence
 from datetime import timezone
 
 from scheduler import __version__
-from scheduler.cliutil import UsageError, find_schedule, table
-from scheduler.config import Config, ConfigError, load_config
-from scheduler.settings import Settings, add_common_flags, settings_from_args
-from scheduler.timefmt import parse_instant, rfc3339_local, rfc3339_utc
+from scheduler.cli.settings import Settings, add_common_flags, settings_from_args
+from scheduler.cli.util import UsageError, find_schedule, table
+from scheduler.core.config import Config, ConfigError, load_config
+from scheduler.core.timefmt import parse_instant, rfc3339_local, rfc3339_utc
 
 EXIT_OK = 0
 EXIT_UNAVAILABLE = 1
@@ -138,7 +138,7 @@ def handler(command: str) -> Handler:
         return cmd_validate
     if command == "next":
         return cmd_next
-    from scheduler.commands import REDIS_COMMANDS
+    from scheduler.cli.run import REDIS_COMMANDS
 
     return REDIS_COMMANDS[command]
 

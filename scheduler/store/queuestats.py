@@ -9,8 +9,8 @@ from collections.abc import Iterable
 import redis
 from redis import Redis
 
-from scheduler.keys import Keys
-from scheduler.metrics import Metrics
+from scheduler.ops.metrics import Metrics
+from scheduler.store.keys import Keys
 
 REFRESH_EVERY_S = 5.0
 

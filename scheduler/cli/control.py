@@ -23,15 +23,15 @@ from typing import Any
 import redis
 from redis import Redis
 
-from scheduler.cliutil import UsageError, find_schedule, table
-from scheduler.config import Config, ConfigError, load_config
-from scheduler.embedded import data_dir_for, socket_path_for, unix_url
-from scheduler.keys import Keys
-from scheduler.redisconn import redact
-from scheduler.scripts import Scripts
-from scheduler.settings import Settings
-from scheduler.timefmt import rfc3339_local, rfc3339_utc, rfc3339_utc_ms
-from scheduler.topology import connector_for
+from scheduler.cli.settings import Settings
+from scheduler.cli.util import UsageError, find_schedule, table
+from scheduler.core.config import Config, ConfigError, load_config
+from scheduler.core.timefmt import rfc3339_local, rfc3339_utc, rfc3339_utc_ms
+from scheduler.store.connection import redact
+from scheduler.store.embedded import data_dir_for, socket_path_for, unix_url
+from scheduler.store.keys import Keys
+from scheduler.store.scripts import Scripts
+from scheduler.store.topology import connector_for
 
 EXIT_OK = 0
 EXIT_UNAVAILABLE = 1

@@ -19,8 +19,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from scheduler.config import CatchupPolicy
-from scheduler.timeline import Timeline
+from scheduler.core.config import CatchupPolicy
+from scheduler.core.timeline import Timeline
 
 MAX_CATCHUP_PER_TICK = 100
 # Counting misfires steps through fires one by one for cron (about 60 us a step); past this many

@@ -42,7 +42,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from scheduler.redisbin import (
+from scheduler.store.redisbin import (
     SERVER_ENV,
     find_redis_server,
     redis_servers_here,

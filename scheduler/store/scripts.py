@@ -15,8 +15,8 @@ from redis import Redis
 from redis.commands.core import Script
 from redis.exceptions import NoScriptError, RedisError
 
-from scheduler.keys import Keys
-from scheduler.targets import Lease
+from scheduler.core.runs import Lease
+from scheduler.store.keys import Keys
 
 # ACQUIRE: take the lease if nobody holds it.
 # KEYS[1] leader   KEYS[2] epoch   KEYS[3] generation

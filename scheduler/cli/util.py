@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Sequence
 
-from scheduler.config import Config, Schedule
+from scheduler.core.config import Config, Schedule
 
 
 class UsageError(Exception):

@@ -44,7 +44,7 @@ from typing import Any
 from redis import Redis
 from redis.cluster import RedisCluster
 
-from scheduler.redisconn import REDIS_ERRORS
+from scheduler.store.connection import REDIS_ERRORS
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ import os
 import socket
 from dataclasses import dataclass, field
 
-from scheduler.durations import parse_duration_s
+from scheduler.core.durations import parse_duration_s
 
 ENV_PREFIX = "CRONLEASE_"
 

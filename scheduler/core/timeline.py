@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo
 
 from croniter import CroniterBadDateError
 
-from scheduler.cronexpr import CronSpec
+from scheduler.core.cronexpr import CronSpec
 
 
 class Timeline(ABC):

@@ -1,0 +1,1 @@
+"""Operations plumbing: metrics, HTTP probes, sd_notify, logging, config file watch, failpoints."""

@@ -1,0 +1,1 @@
+"""Everything that speaks Redis: keys, Lua scripts, the lease, connections, the embedded server."""
