@@ -24,8 +24,9 @@ from dataclasses import asdict, dataclass
 import redis
 from benchkit import RedisProcess, add_aof_flag, exit_on_sigterm, table
 
-from scheduler.core.config import Schedule, parse_config
+from scheduler.core.config import parse_config
 from scheduler.core.runs import DueFire, Lease, Outcome, Trigger
+from scheduler.core.schedule import Schedule
 from scheduler.store.connection import connect
 from scheduler.store.keys import Keys
 from scheduler.store.scripts import Scripts

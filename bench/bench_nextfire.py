@@ -24,7 +24,8 @@ import time
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 
-from scheduler.core.config import Config, parse_config
+from scheduler.core.config import parse_config
+from scheduler.core.schedule import Config
 
 # Wednesday 2026-01-07 12:00:00 UTC.
 NOW = int(datetime(2026, 1, 7, 12, tzinfo=timezone.utc).timestamp())

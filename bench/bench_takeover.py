@@ -23,7 +23,7 @@ from scheduler.core import catchup
 from scheduler.core.catchup import MISFIRE_COUNT_LIMIT
 from scheduler.core.config import parse_config
 from scheduler.core.ticker import Ticker
-from scheduler.daemon.loop import PLAN_BUDGET_MIN_S, PLAN_BUDGET_TTLS
+from scheduler.daemon.writer import PLAN_BUDGET_MIN_S, PLAN_BUDGET_TTLS
 
 NOW = datetime(2026, 1, 7, 12, 0, 0, 500000, tzinfo=timezone.utc).timestamp()
 

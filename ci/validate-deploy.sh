@@ -11,7 +11,7 @@
 #    name, the PrometheusRule's rules checked with `promtool check rules` when promtool exists),
 #    and the schedules ConfigMap checked with `cronlease validate`.
 #    Then values that must be rejected: a misspelt key, wrong types, no Redis; and
-#    tests/test_deploy.py with that helm (its chart tests skip without one).
+#    tests/deploy/test_deploy.py with that helm (its chart tests skip without one).
 # 2. systemd: `systemd-analyze verify` prints nothing for systemd/cronlease.service, and
 #    `systemd-analyze security --offline=true` rates it 2.0 or better.
 #
@@ -266,12 +266,12 @@ check_chart() {
     expect_rejected "a bad log format (logFormat=xml)" 'logFormat' -f "$default" --set logFormat=xml
     expect_rejected "no Redis (neither redis.url nor redis.existingSecret)" 'cronlease needs a Redis'
 
-    say "-- tests/test_deploy.py with this helm (the rendered objects' details)"
-    if CRONLEASE_HELM="$HELM" "$PYTHON" -m pytest -q -p no:cacheprovider tests/test_deploy.py \
+    say "-- tests/deploy/test_deploy.py with this helm (the rendered objects' details)"
+    if CRONLEASE_HELM="$HELM" "$PYTHON" -m pytest -q -p no:cacheprovider tests/deploy/test_deploy.py \
         >"$work/pytest.log" 2>&1; then
-        ok "pytest tests/test_deploy.py: $(tail -n 1 "$work/pytest.log")"
+        ok "pytest tests/deploy/test_deploy.py: $(tail -n 1 "$work/pytest.log")"
     else
-        fail "pytest tests/test_deploy.py (CRONLEASE_HELM=$HELM)"
+        fail "pytest tests/deploy/test_deploy.py (CRONLEASE_HELM=$HELM)"
         indent <"$work/pytest.log"
     fi
 }

@@ -29,7 +29,7 @@ from typing import Any
 
 import redis
 
-from scheduler.core.config import Config
+from scheduler.core.schedule import Config
 from scheduler.core.timefmt import rfc3339_utc
 from scheduler.core.timeline import Timeline
 

@@ -12,7 +12,8 @@ from datetime import timezone
 from scheduler import __version__
 from scheduler.cli.settings import Settings, add_common_flags, settings_from_args
 from scheduler.cli.util import UsageError, find_schedule, table
-from scheduler.core.config import Config, ConfigError, load_config
+from scheduler.core.config import load_config
+from scheduler.core.schedule import Config, ConfigError
 from scheduler.core.timefmt import parse_instant, rfc3339_local, rfc3339_utc
 
 EXIT_OK = 0

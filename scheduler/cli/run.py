@@ -1,4 +1,4 @@
-"""Commands that talk to Redis: run (and, later, status, trigger, pause, resume)."""
+"""`cronlease run`: start (or join) the embedded Redis, build the daemon, serve its HTTP, run it."""
 
 from __future__ import annotations
 
@@ -10,11 +10,13 @@ import prometheus_client
 import redis
 from prometheus_client import CollectorRegistry
 
+from scheduler.cli.connect import connector_for
 from scheduler.cli.control import CONTROL_COMMANDS
 from scheduler.cli.settings import Settings
 from scheduler.cli.util import UsageError
 from scheduler.core.config import load_config
-from scheduler.daemon.loop import Daemon, install_signal_handlers
+from scheduler.daemon.loop import Daemon
+from scheduler.daemon.signals import install_signal_handlers
 from scheduler.ops.httpserver import ProbeServer
 from scheduler.ops.logs import setup_logging
 from scheduler.ops.metrics import PER_SCHEDULE_LIMIT, Metrics
@@ -23,7 +25,7 @@ from scheduler.store.durability import Durability, DurabilityError
 from scheduler.store.embedded import ensure_embedded_redis, shutdown_if_last
 from scheduler.store.keys import Keys
 from scheduler.store.lease import LeaseTiming, TimingError
-from scheduler.store.topology import TopologyError, check_keys, connector_for, parse_topology
+from scheduler.store.topology import TopologyError, check_keys, parse_topology
 
 log = logging.getLogger("scheduler")
 

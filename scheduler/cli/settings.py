@@ -45,7 +45,7 @@ class Settings:
     metrics_host: str = "0.0.0.0"
     lease_ttl_s: float = 10.0
     redis_timeout_s: float | None = None  # default: min(2s, lease TTL / 4)
-    # Connection options besides the URL (scheduler/topology.py). Secrets stay out of repr().
+    # Connection options besides the URL (store/topology/options.py). Secrets stay out of repr().
     redis_username: str | None = None
     redis_password: str | None = field(default=None, repr=False)
     redis_password_file: str | None = None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Sequence
 
-from scheduler.core.config import Config, Schedule
+from scheduler.core.schedule import Config, Schedule
 
 
 class UsageError(Exception):

@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from scheduler.core.config import CatchupPolicy
+from scheduler.core.schedule import CatchupPolicy
 from scheduler.core.timeline import Timeline
 
 MAX_CATCHUP_PER_TICK = 100

@@ -7,7 +7,7 @@ import enum
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from scheduler.core.config import Schedule
+from scheduler.core.schedule import Schedule
 
 
 class Trigger(str, enum.Enum):

@@ -22,8 +22,8 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from scheduler.core.catchup import LATE_AFTER_S, Plan, plan
-from scheduler.core.config import Schedule
 from scheduler.core.runs import DueFire, Trigger
+from scheduler.core.schedule import Schedule
 from scheduler.core.timeline import jitter_ms
 
 # (due at, fire time): one heap entry per distinct instant

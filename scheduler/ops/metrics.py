@@ -12,7 +12,7 @@ import itertools
 import math
 import platform
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.core import HistogramMetricFamily
@@ -20,6 +20,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from scheduler import __version__
+from scheduler.core.schedule import Config
 
 OUTCOMES = ("enqueued", "caught_up", "deduplicated", "fenced", "skipped", "misfired", "failed")
 SKIP_REASONS = ("paused", "disabled", "outside_window")
@@ -211,6 +212,37 @@ class Metrics:
             self._init_occurrences(name)
             self.interval.labels(name).set(intervals.get(name, 0))
             self.paused.labels(name)
+
+    def show_config(self, config: Config) -> None:
+        """The running config: its hash, its schedules' series, how many are enabled."""
+        self.config_info.clear()
+        self.config_info.labels(config.digest).set(1)
+        intervals = {s.name: s.timeline.shortest_interval_s or 0 for s in config.schedules}
+        self.set_schedules([s.name for s in config.schedules], intervals)
+        enabled = sum(1 for s in config.schedules if s.enabled)
+        self.schedules.labels("enabled").set(enabled)
+        self.schedules.labels("disabled").set(len(config.schedules) - enabled)
+
+    def show_queue(
+        self,
+        queue: str,
+        length: int,
+        oldest_age_s: float,
+        groups: Mapping[str, tuple[int, int | None]],
+    ) -> None:
+        """One queue's figures: `groups` maps a consumer group to (pending, undelivered or
+        None where Redis does not say, before 7.0)."""
+        self.queue_length.labels(queue).set(length)
+        self.queue_oldest_age.labels(queue).set(oldest_age_s)
+        for group, (pending, undelivered) in groups.items():
+            self.queue_pending.labels(queue, group).set(pending)
+            if undelivered is not None:
+                self.queue_lag.labels(queue, group).set(undelivered)
+
+    def clear_queues(self) -> None:
+        """Only the leader shows queue figures."""
+        for gauge in (self.queue_length, self.queue_pending, self.queue_lag, self.queue_oldest_age):
+            gauge.clear()
 
     def occurrence(self, schedule: str, outcome: str, reason: str = "", count: int = 1) -> None:
         self.occurrences.labels(self.schedule_label(schedule), outcome, reason).inc(count)

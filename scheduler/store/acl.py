@@ -6,21 +6,22 @@ ACL too), the daemon's and the operator commands' own, and what redis-py sends o
 No admin or dangerous command: `INFO` and `CONFIG GET` (used only by the start-up warnings about
 eviction and persistence) are left out, and the daemon says once that it skips those checks.
 tests/test_topologies.py runs a daemon and every operator command under exactly this rule, and
-checks that every command in scheduler/scripts.py is in it.
+checks that every command in scheduler/store/lua.py is in it.
 """
 
 from __future__ import annotations
 
-# Called from the Lua scripts (scheduler/scripts.py).
+# Called from the Lua scripts (scheduler/store/lua.py).
 SCRIPT_COMMANDS = (
     "get", "set", "exists", "pttl", "incr", "pexpire", "del", "publish", "time", "type",
     "hget", "hmget", "hset", "hdel",
     "scard", "smembers", "srem",
     "xadd", "zadd", "zrangebyscore", "zrem",
 )  # fmt: skip
-# Sent by the daemon (daemon.py, queuestats.py, durability.py) and the operator commands
-# (control.py), and by redis-py when it connects: CLIENT SETNAME. (redis-py also sends CLIENT
-# SETINFO, and ignores its refusal: left out, also because Redis before 7.2 does not know it.)
+# Sent by the daemon (daemon/, store/queuestats.py, store/durability.py), the operator commands
+# (cli/control.py, cli/snapshot.py), and by redis-py when it connects: CLIENT SETNAME. (redis-py
+# also sends CLIENT SETINFO, and ignores its refusal: left out, also because Redis before 7.2
+# does not know it.)
 CLIENT_COMMANDS = (
     "evalsha", "script|load",
     "hgetall", "xlen", "xrange", "xinfo|groups",

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from scheduler.core.runs import Lease
 from scheduler.store.clock import RedisClock
+from scheduler.store.connection import REDIS_ERRORS
 from scheduler.store.scripts import Scripts
 
 log = logging.getLogger(__name__)
@@ -161,6 +162,16 @@ class LeaseKeeper:
             return False
         lease, self.lease = self.lease, None
         return self._scripts.release(lease.value)
+
+    def give_back(self) -> None:
+        """Release if Redis lets us (a takeover that failed part-way), forget it either way:
+        another replica leads now rather than after a TTL with no leader."""
+        try:
+            self.release()
+        except REDIS_ERRORS:
+            pass  # unreachable: the lease expires on its own
+        finally:
+            self.drop()
 
     def drop(self) -> None:
         """Forget the lease locally (lost, lapsed or fenced)."""

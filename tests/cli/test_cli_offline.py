@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-REPO_SCHEDULES = Path(__file__).resolve().parent.parent / "schedules.yaml"
+REPO_SCHEDULES = Path(__file__).resolve().parents[2] / "schedules.yaml"
 
 VALID = """\
 schedules:

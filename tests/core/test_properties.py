@@ -25,9 +25,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from scheduler.core.catchup import MISFIRE_COUNT_LIMIT, plan
-from scheduler.core.config import ConfigError, parse_config
+from scheduler.core.config import parse_config
 from scheduler.core.cronexpr import parse_cron
 from scheduler.core.durations import format_duration, parse_duration_s
+from scheduler.core.schedule import ConfigError
 from scheduler.core.timeline import CronTimeline, EveryTimeline, jitter_ms
 
 ZONE_NAMES = [

@@ -277,7 +277,7 @@ def test_a_manual_run_without_a_leader_carries_the_epoch_so_tokens_never_go_down
 )
 def test_the_lua_date_formatter_agrees_with_python(redis: Redis, ts: int) -> None:
     from scheduler.core.timefmt import rfc3339_utc
-    from scheduler.store.scripts import _LUA_RFC3339
+    from scheduler.store.lua import _LUA_RFC3339
 
     lua = _LUA_RFC3339 + "return rfc3339(tonumber(ARGV[1])) .. 'Z'"
     assert redis.eval(lua, 0, ts) == rfc3339_utc(ts)
@@ -285,7 +285,7 @@ def test_the_lua_date_formatter_agrees_with_python(redis: Redis, ts: int) -> Non
 
 def test_the_lua_date_formatter_agrees_with_python_on_many_days(redis: Redis) -> None:
     from scheduler.core.timefmt import rfc3339_utc
-    from scheduler.store.scripts import _LUA_RFC3339
+    from scheduler.store.lua import _LUA_RFC3339
 
     # Every day of 1970-2110 at a varying time of day, in one script call.
     samples = [day * 86400 + (day * 7919) % 86400 for day in range(0, 51500)]

@@ -24,20 +24,19 @@ from redis.retry import Retry
 
 from scheduler.store import embedded
 from scheduler.store.embedded import (
-    RECORD_NAME,
     EmbeddedRedis,
-    IncompatibleDataError,
     data_dir_for,
     ensure_embedded_redis,
-    redis_process_alive,
     shutdown_if_last,
     socket_path_for,
 )
+from scheduler.store.liveness import redis_process_alive
 from scheduler.store.redisbin import SERVER_ENV, find_redis_server, server_version
+from scheduler.store.serverrecord import RECORD_NAME, IncompatibleDataError
 from tests.redis_server import wait_until
-from tests.test_redisbin import two_release_lines
+from tests.store.test_redisbin import two_release_lines
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 # A replica in miniature: ensure the embedded Redis, write, report, then block until killed.
 REPLICA_SCRIPT = """

@@ -26,7 +26,7 @@ from prometheus_client.metrics import MetricWrapperBase
 from scheduler.ops import metrics as metrics_mod
 from scheduler.ops.metrics import Metrics, WeightedHistogram
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "helm" / "cronlease" / "files" / "cronlease-rules.yaml"
 RULE_TESTS = ROOT / "tests" / "alerting" / "cronlease-rules.test.yaml"
 DASHBOARD = ROOT / "helm" / "cronlease" / "files" / "cronlease-dashboard.json"

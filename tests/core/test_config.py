@@ -11,7 +11,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from scheduler.core.config import ConfigError, Problem, load_config, parse_config
+from scheduler.core.config import load_config, parse_config
+from scheduler.core.schedule import ConfigError, Problem
 from scheduler.core.timeline import AtTimeline, CronTimeline, EveryTimeline
 
 
@@ -679,5 +680,5 @@ def test_unreadable_files_are_config_errors(make: object, fragment: str, tmp_pat
 
 
 def test_the_repositorys_own_schedules_file_is_valid() -> None:
-    path = Path(__file__).resolve().parent.parent / "schedules.yaml"
+    path = Path(__file__).resolve().parents[2] / "schedules.yaml"
     assert load_config(str(path)).schedules

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from scheduler.core.config import Config, parse_config
+from scheduler.core.config import parse_config
+from scheduler.core.schedule import Config
 from tests.daemons import (
     KEYS,
     TTL_S,

@@ -23,7 +23,8 @@ import pytest
 import redis
 
 from scheduler.cli.main import main
-from scheduler.core.config import Config, parse_config
+from scheduler.core.config import parse_config
+from scheduler.core.schedule import Config
 from scheduler.core.timefmt import rfc3339_local, rfc3339_utc
 from tests.daemons import KEYS, leader_of, replicas, wait_for_leader, wait_for_runs
 from tests.invariants import Run, check_invariants, missing_between, parse_rfc3339, read_runs

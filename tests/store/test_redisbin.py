@@ -122,7 +122,7 @@ class TestTheChoiceDoesNotDependOnTheVenv:
                 text=True,
                 timeout=30,
                 check=True,
-                cwd=Path(__file__).resolve().parent.parent,
+                cwd=Path(__file__).resolve().parents[2],
             )
             return done.stdout.strip()
 

@@ -15,8 +15,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from scheduler.core.catchup import MAX_CATCHUP_PER_TICK, MISFIRE_COUNT_LIMIT, Plan, plan
-from scheduler.core.config import CatchupPolicy
 from scheduler.core.cronexpr import parse_cron
+from scheduler.core.schedule import CatchupPolicy
 from scheduler.core.timeline import AtTimeline, CronTimeline, EveryTimeline, Timeline
 
 MINUTELY = EveryTimeline(60)

@@ -23,7 +23,7 @@ import yaml
 
 from scheduler.cli.settings import add_common_flags, env_name
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 UNIT = ROOT / "systemd" / "cronlease.service"
 ENV_EXAMPLE = ROOT / "systemd" / "cronlease.env.example"
 CHART = ROOT / "helm" / "cronlease"

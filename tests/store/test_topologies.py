@@ -27,8 +27,9 @@ import redis
 from redis.sentinel import SentinelManagedSSLConnection
 
 from scheduler.cli.main import main
-from scheduler.core.config import Config, parse_config
-from scheduler.store import scripts
+from scheduler.core.config import parse_config
+from scheduler.core.schedule import Config
+from scheduler.store import lua
 from scheduler.store.acl import acl_commands, acl_rule
 from scheduler.store.connection import classify, redact
 from scheduler.store.durability import Durability, DurabilityError
@@ -256,7 +257,7 @@ def test_noreplicas_has_its_own_meaning() -> None:
 
 
 def test_the_acl_rule_allows_every_command_the_scripts_call() -> None:
-    sources = [value for name, value in vars(scripts).items() if name.isupper()]
+    sources = [value for name, value in vars(lua).items() if name.isupper()]
     called = {
         name.lower()
         for text in sources
@@ -265,10 +266,10 @@ def test_the_acl_rule_allows_every_command_the_scripts_call() -> None:
     }
     assert called, "found the scripts' commands"
     missing = called - set(acl_commands())
-    assert not missing, f"add to scheduler/acl.py SCRIPT_COMMANDS: {sorted(missing)}"
+    assert not missing, f"add to scheduler/store/acl.py SCRIPT_COMMANDS: {sorted(missing)}"
     rule = acl_rule()
     assert rule.startswith("resetkeys ~{cronlease}:* resetchannels &{cronlease}:* -@all ")
-    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     assert f"ACL SETUSER cronlease on >PASSWORD {rule}\n" in readme, "README shows the rule"
     for dangerous in ("+info", "+config", "+keys", "+flushall", "+debug", "+@all", "+eval "):
         assert dangerous not in rule + " "

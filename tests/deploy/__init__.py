@@ -1,0 +1,1 @@
+"""Tests of the deployment files: the Helm chart, the systemd unit, the Dockerfile."""
