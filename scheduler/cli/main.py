@@ -10,11 +10,19 @@ from collections.abc import Callable, Sequence
 from datetime import timezone
 
 from scheduler import __version__
-from scheduler.cli.settings import Settings, add_common_flags, settings_from_args
+from scheduler.cli.settings import (
+    ALL_FLAGS,
+    CONFIG_FLAGS,
+    Settings,
+    add_flags,
+    int_arg,
+    settings_from_args,
+)
 from scheduler.cli.util import UsageError, find_schedule, table
 from scheduler.core.config import load_config
-from scheduler.core.schedule import Config, ConfigError
+from scheduler.core.schedule import ConfigError
 from scheduler.core.timefmt import parse_instant, rfc3339_local, rfc3339_utc
+from scheduler.core.wording import plural
 
 EXIT_OK = 0
 EXIT_UNAVAILABLE = 1
@@ -24,22 +32,23 @@ EXIT_USAGE = 2
 Handler = Callable[[argparse.Namespace, Settings], int]
 
 
-def _load(settings: Settings) -> Config:
-    return load_config(settings.config_path)
-
-
 def cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
-    config = _load(settings)
+    # The core reads no clock; `now` is given here, and only here: warnings about dates are for
+    # the person checking a file, while the daemon must keep loading a file that aged.
+    config = load_config(settings.config_path, now_ts=int(time.time()))
+    for line in config.warning_lines():
+        print(line, file=sys.stderr)
     enabled = sum(1 for s in config.schedules if s.enabled)
+    warned = f", {plural(len(config.warnings), 'warning')}" if config.warnings else ""
     print(
-        f"{settings.config_path}: OK, {len(config.schedules)} schedules "
-        f"({enabled} enabled), config hash {config.digest}"
+        f"{settings.config_path}: OK, {plural(len(config.schedules), 'schedule')} "
+        f"({enabled} enabled){warned}, config hash {config.digest}"
     )
     return EXIT_OK
 
 
 def cmd_next(args: argparse.Namespace, settings: Settings) -> int:
-    config = _load(settings)
+    config = load_config(settings.config_path)
     if args.n < 1:
         raise UsageError("-n must be at least 1")
     if args.from_ is None:
@@ -90,15 +99,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"cronlease {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+    def command(
+        name: str, help_text: str, flags: tuple[str, ...] = ALL_FLAGS
+    ) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text)
-        add_common_flags(p)
+        add_flags(p, flags)
         return p
 
-    command("validate", "check the schedules file; print FILE:LINE: message per problem")
-    nxt = command("next", "print the next fire times of one or all schedules")
+    command(
+        "validate",
+        "check the schedules file; print FILE:LINE: message per problem, and FILE:LINE: "
+        "warning: ... for what is valid but likely a mistake (exit 0)",
+        CONFIG_FLAGS,
+    )
+    nxt = command("next", "print the next fire times of one or all schedules", CONFIG_FLAGS)
     nxt.add_argument("name", nargs="?", help="one schedule (default: all)")
-    nxt.add_argument("-n", type=int, default=5, help="how many fire times (default: 5)")
+    nxt.add_argument("-n", type=int_arg, default=5, help="how many fire times (default: 5)")
     nxt.add_argument(
         "--from",
         dest="from_",
@@ -147,13 +163,15 @@ def handler(command: str) -> Handler:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    settings = settings_from_args(args)
     try:
+        settings = settings_from_args(args)
         return handler(args.command)(args, settings)
     except ConfigError as error:
         for line in error.lines():
             print(line, file=sys.stderr)
-        print(f"{error.source}: invalid ({len(error.problems)} problems)", file=sys.stderr)
+        print(
+            f"{error.source}: invalid ({plural(len(error.problems), 'problem')})", file=sys.stderr
+        )
         return EXIT_USAGE
     except UsageError as error:
         print(f"cronlease {args.command}: {error}", file=sys.stderr)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 
-from scheduler.cli.report import StatusReport
+from scheduler.cli.report import STALE_AFTER_TTLS, StatusReport
 from scheduler.cli.util import table
 
 
@@ -73,6 +73,12 @@ def render_text(report: StatusReport) -> list[str]:
             for r in report.replicas
         ]
         lines += table(("REPLICA", "ROLE", "LAST SEEN", "CONFIG", "VERSION", "HOST"), rows)
+        if any(r.stale for r in report.replicas):
+            # A clean stop removes its replica at once, so STALE always means it vanished.
+            lines.append(
+                f"STALE: silent for over {STALE_AFTER_TTLS} lease TTLs without a clean stop "
+                "(killed, crashed, frozen or cut off from Redis)"
+            )
     else:
         lines.append("No replica has sent a heartbeat.")
 

@@ -13,7 +13,8 @@ from scheduler.core.timefmt import rfc3339_local, rfc3339_utc, rfc3339_utc_ms
 from scheduler.store.connection import redact
 from scheduler.store.keys import Keys
 
-# A replica silent for longer than this many lease TTLs is shown as stale.
+# A replica silent for longer than this many lease TTLs is shown as stale. A replica that stops
+# cleanly removes its heartbeat (daemon/farewell.py), so a stale one is one that vanished.
 STALE_AFTER_TTLS = 3
 
 

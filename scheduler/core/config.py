@@ -1,24 +1,33 @@
 """schedules.yaml -> a frozen Config, or every problem at once as `FILE:LINE: message`.
 
-Parsing is from text, so tests need no files. Nothing here touches a clock or Redis. Each
-schedule's own fields are checked in schedulecheck.py; this module checks the document around them.
+Parsing is from text, so tests need no files. Nothing here touches a clock or Redis: warnings
+about time (a one-shot already past) need `now`, which the caller passes in (`cronlease validate`
+does; the daemon does not ask). Each schedule's own fields are checked in schedulecheck.py; this
+module checks the document around them.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 
-from scheduler.core.schedule import Config, ConfigError, Problem, Schedule
+from scheduler.core.schedule import Config, ConfigError, Note, Problem, Schedule
 from scheduler.core.schedulecheck import FIELD_KEYS, TRIGGER_KEYS, ScheduleChecker, did_you_mean
 from scheduler.core.yamlsource import LineMap, load_yaml
 
 TOP_KEYS = ("defaults", "schedules")
 
 
-def parse_config(text: str, source: str = "schedules.yaml") -> Config:
-    """Validate `text`; return a Config or raise ConfigError holding every problem found."""
+def parse_config(text: str, source: str = "schedules.yaml", now_ts: int | None = None) -> Config:
+    """Validate `text`; return a Config or raise ConfigError holding every problem found.
+
+    With `now_ts` (Unix seconds) the Config also carries warnings that depend on the date.
+    """
     document = load_yaml(text)
-    problems = [Problem(p.line, p.message) for p in document.problems]
+    problems = [
+        Problem(p.line, p.message, tuple(Note(line, note) for line, note in p.notes))
+        for p in document.problems
+    ]
     root = document.value
     if root is None and not problems:
         raise ConfigError(source, [Problem(1, "the file is empty; it needs a schedules: mapping")])
@@ -66,6 +75,7 @@ def parse_config(text: str, source: str = "schedules.yaml") -> Config:
 
     body = root.get("schedules")
     schedules: list[Schedule] = []
+    warnings: list[Problem] = []
     if "schedules" not in root:
         problems.append(Problem(root.line, "missing schedules: mapping of name -> schedule"))
     elif body is None:
@@ -75,7 +85,7 @@ def parse_config(text: str, source: str = "schedules.yaml") -> Config:
             Problem(root.key_lines["schedules"], "schedules must be a mapping of name -> schedule")
         )
     else:
-        checker = ScheduleChecker()
+        checker = ScheduleChecker(now_ts)
         for name, value in body.items():
             line = body.key_lines[name]
             if not isinstance(name, str):  # `yes:` would silently become a schedule "True"
@@ -93,19 +103,37 @@ def parse_config(text: str, source: str = "schedules.yaml") -> Config:
             if schedule is not None:
                 schedules.append(schedule)
         problems.extend(checker.problems)
+        warnings.extend(checker.warnings)
     if problems:
         raise ConfigError(source, problems)
     digest = hashlib.sha256(text.encode()).hexdigest()[:16]
-    return Config(source=source, schedules=tuple(schedules), digest=digest)
+    return Config(
+        source=source,
+        schedules=tuple(schedules),
+        digest=digest,
+        warnings=tuple(sorted(warnings, key=lambda w: w.line)),
+    )
 
 
-def load_config(path: str) -> Config:
+def load_config(path: str, now_ts: int | None = None) -> Config:
     """Read and validate a file; unreadable files are a ConfigError too, never a traceback."""
     try:
         with open(path, encoding="utf-8") as handle:
             text = handle.read()
     except FileNotFoundError:
-        raise ConfigError(path, [Problem(0, "file not found; pass --config PATH")]) from None
+        raise ConfigError(path, [Problem(0, _not_found(path))]) from None
     except (OSError, UnicodeDecodeError) as error:
         raise ConfigError(path, [Problem(0, f"cannot read the file: {error}")]) from None
-    return parse_config(text, path)
+    return parse_config(text, path, now_ts)
+
+
+def _not_found(path: str) -> str:
+    """Where exactly we looked: a relative path means little without the folder it started from."""
+    looked_at = os.path.abspath(path)
+    where = f"looked for {looked_at}"
+    if not os.path.isabs(path):
+        where += f" ({path} in the working directory {os.getcwd()})"
+    folder = os.path.dirname(looked_at)
+    if not os.path.isdir(folder):
+        where += f"; the folder {folder} does not exist either"
+    return f"file not found: {where}; pass --config PATH or set CRONLEASE_CONFIG"

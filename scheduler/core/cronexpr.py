@@ -17,6 +17,8 @@ from datetime import datetime, timezone
 
 from croniter import CroniterBadCronError, CroniterBadDateError, CroniterError, croniter
 
+from scheduler.core.wording import plural
+
 # Expanded ourselves: given a hash_id, croniter would turn `@hourly` into `H * * * *`.
 MACROS = {
     "@yearly": "0 0 1 1 *",
@@ -84,11 +86,11 @@ def _parse_cron(expression: str, name: str) -> CronSpec:
                 f"unknown cron macro {text!r}; use one of {', '.join(sorted(MACROS))}"
             )
         text = MACROS[text.lower()]
-    parts = text.split(" ")
+    parts = text.split(" ") if text else []  # "".split(" ") is one empty field, not none
     if len(parts) not in (5, 6):
         raise CronSyntaxError(
-            f"cron {expression!r} has {len(parts)} fields; write 5 (minute hour day month "
-            "weekday) or 6 with seconds first (second minute hour day month weekday)"
+            f"cron {expression!r} has {plural(len(parts), 'field')}; write 5 (minute hour day "
+            "month weekday) or 6 with seconds first (second minute hour day month weekday)"
         )
     # croniter reads an equal range (`9-9`, `MON-MON`) as the whole cycle, i.e. `*`; in classic
     # cron it is that one value, so say so before croniter sees it.

@@ -38,19 +38,39 @@ class Schedule:
 
 
 @dataclass(frozen=True)
-class Config:
-    source: str
-    schedules: tuple[Schedule, ...]
-    digest: str  # sha256 of the file's bytes, short: identifies a config across replicas
+class Note:
+    """Another place a problem points at, e.g. where the YAML block a syntax error broke began."""
 
-    def by_name(self) -> dict[str, Schedule]:
-        return {s.name: s for s in self.schedules}
+    line: int
+    message: str
 
 
 @dataclass(frozen=True)
 class Problem:
     line: int
     message: str
+    notes: tuple[Note, ...] = ()
+
+
+def located(source: str, line: int, message: str) -> str:
+    """`FILE:LINE: message`, or `FILE: message` when there is no line (0)."""
+    return f"{source}:{line}: {message}" if line else f"{source}: {message}"
+
+
+@dataclass(frozen=True)
+class Config:
+    source: str
+    schedules: tuple[Schedule, ...]
+    digest: str  # sha256 of the file's bytes, short: identifies a config across replicas
+    # Valid but probably not meant (a one-shot in the past): only when the loader was given
+    # `now`, which the daemon does not give; never part of equality, as the text decides that.
+    warnings: tuple[Problem, ...] = field(default=(), compare=False)
+
+    def by_name(self) -> dict[str, Schedule]:
+        return {s.name: s for s in self.schedules}
+
+    def warning_lines(self) -> list[str]:
+        return [located(self.source, w.line, f"warning: {w.message}") for w in self.warnings]
 
 
 class ConfigError(Exception):
@@ -62,7 +82,11 @@ class ConfigError(Exception):
         super().__init__("\n".join(self.lines()))
 
     def lines(self) -> list[str]:
-        return [
-            f"{self.source}:{p.line}: {p.message}" if p.line else f"{self.source}: {p.message}"
-            for p in self.problems
-        ]
+        """One line per problem, each followed by its notes (`FILE:LINE: note: ...`)."""
+        lines: list[str] = []
+        for problem in self.problems:
+            lines.append(located(self.source, problem.line, problem.message))
+            lines.extend(
+                located(self.source, note.line, f"note: {note.message}") for note in problem.notes
+            )
+        return lines

@@ -21,9 +21,10 @@ from scheduler.core.schedule import (
     Problem,
     Schedule,
 )
-from scheduler.core.timefmt import parse_instant
+from scheduler.core.timefmt import parse_instant, rfc3339_utc
 from scheduler.core.timeline import AtTimeline, CronTimeline, EveryTimeline, Timeline
 from scheduler.core.yamlsource import LineMap
+from scheduler.core.zonehint import zone_hint
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,128}")
 TRIGGER_KEYS = ("cron", "every", "at")
@@ -48,16 +49,18 @@ def did_you_mean(key: str, known: tuple[str, ...]) -> str:
     return f"{hint}known keys: {', '.join(known)}"
 
 
-def _zone_hint(name: str) -> str:
-    close = difflib.get_close_matches(name, sorted(zoneinfo.available_timezones()), n=1)
-    return f"did you mean {close[0]!r}?" if close else "use an IANA name such as Europe/Berlin"
-
-
 class ScheduleChecker:
-    """Collects problems while turning one schedule's merged fields into a Schedule."""
+    """Collects problems while turning one schedule's merged fields into a Schedule.
 
-    def __init__(self) -> None:
+    With `now_ts` it also collects warnings: what is valid but has most likely stopped meaning
+    anything (a one-shot in the past). They need a clock, which this module must not read, and
+    they must never fail a file: a config that was fine yesterday stays loadable today.
+    """
+
+    def __init__(self, now_ts: int | None = None) -> None:
+        self.now_ts = now_ts
         self.problems: list[Problem] = []
+        self.warnings: list[Problem] = []
         # Equal timelines are one object, so the leader plans them once (ticker.py).
         self._timelines: dict[tuple[object, ...], Timeline] = {}
 
@@ -116,7 +119,7 @@ class ScheduleChecker:
             except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
                 self.problem(
                     where("timezone"),
-                    f"schedule {name!r}: unknown time zone {zone_name!r}; {_zone_hint(zone_name)}",
+                    f"schedule {name!r}: unknown time zone {zone_name!r}; {zone_hint(zone_name)}",
                 )
 
         job = merged.get("job")
@@ -167,7 +170,14 @@ class ScheduleChecker:
         start_ts = self._instant(name, "start", merged, where, zone)
         end_ts = self._instant(name, "end", merged, where, zone)
         if start_ts is not None and end_ts is not None and end_ts < start_ts:
-            self.problem(where("end"), f"schedule {name!r}: end is before start")
+            # An error, not a warning: it holds whatever the date, so the schedule could never
+            # fire, and the daemon (which ignores warnings) would run it silently doing nothing.
+            self.problem(
+                where("end"),
+                f"schedule {name!r}: end {rfc3339_utc(end_ts)} is before start "
+                f"{rfc3339_utc(start_ts)}, so it could never fire; swap them or fix the dates",
+            )
+            end_ts = None  # reported; the window check below would only say it again
 
         description = merged.get("description")
         if description is not None and not isinstance(description, str):
@@ -189,8 +199,22 @@ class ScheduleChecker:
                     "could be enqueued out of order",
                 )
 
+        if timeline is not None and not _fires_within_bounds(timeline):
+            self.problem(
+                where("end") if end_ts is not None else where("start"),
+                f"schedule {name!r} never fires: "
+                + (
+                    f"at {spec_text} is not "
+                    if kind == "at"
+                    else f"{kind} {spec_text!r} has no fire "
+                )
+                + _window_text(start_ts, end_ts)
+                + "; widen the window or change the trigger",
+            )
+
         if len(self.problems) > count_before or timeline is None:
             return None
+        self._warn_if_over(name, kind, spec_text, timeline, where)
         return Schedule(
             name=name,
             kind=cast(Literal["cron", "every", "at"], kind),
@@ -210,6 +234,34 @@ class ScheduleChecker:
             description=cast("str | None", description),
             line=line,
         )
+
+    def _warn_if_over(
+        self, name: str, kind: str, spec: str, timeline: Timeline, where: Callable[[str], int]
+    ) -> None:
+        """Warn when `now` is past every fire the schedule could still have."""
+        now_ts = self.now_ts
+        if now_ts is None:
+            return
+        now = rfc3339_utc(now_ts)
+        if isinstance(timeline, AtTimeline) and timeline.at_ts < now_ts:
+            # A schedule the cluster has not seen yet starts from now (DESIGN "Catch-up"), so a
+            # one-shot in the past added today never runs; one seen before has already run.
+            self.warnings.append(
+                Problem(
+                    where(kind),
+                    f"schedule {name!r}: at {spec} is in the past (it is now {now}), so it will "
+                    "not fire (again); move it ahead or remove the schedule",
+                )
+            )
+        elif timeline.end_ts is not None and timeline.end_ts < now_ts:
+            self.warnings.append(
+                Problem(
+                    where("end"),
+                    f"schedule {name!r}: end {rfc3339_utc(timeline.end_ts)} is in the past (it "
+                    f"is now {now}), so it will not fire again; move it ahead or remove the "
+                    "schedule",
+                )
+            )
 
     def _duration(
         self, name: str, key: str, merged: dict[str, Any], where: Any, default: int
@@ -276,6 +328,23 @@ class ScheduleChecker:
         return AtTimeline(at_ts, start_ts, end_ts)
 
 
+def _fires_within_bounds(timeline: Timeline) -> bool:
+    """Whether a bounded timeline has any fire at all: pure arithmetic, whatever `now` is."""
+    if timeline.start_ts is not None:
+        return timeline.next_after(timeline.start_ts - 1) is not None
+    if timeline.end_ts is not None:
+        return timeline.prev_before(timeline.end_ts + 1) is not None
+    return True
+
+
+def _window_text(start_ts: int | None, end_ts: int | None) -> str:
+    if start_ts is not None and end_ts is not None:
+        return f"between start {rfc3339_utc(start_ts)} and end {rfc3339_utc(end_ts)}"
+    if start_ts is not None:
+        return f"after start {rfc3339_utc(start_ts)}"
+    return f"before end {rfc3339_utc(end_ts or 0)}"
+
+
 def _all_keys(value: Any) -> list[Any]:
     keys: list[Any] = []
     if isinstance(value, dict):
@@ -290,7 +359,7 @@ def _all_keys(value: Any) -> list[Any]:
 
 def _to_instant(raw: Any, zone: ZoneInfo) -> int:
     if isinstance(raw, bool) or not isinstance(raw, (str, int)):
-        raise ValueError(f"{raw!r} is not a date-time; write e.g. 2026-12-01T09:00:00+01:00")
+        raise ValueError(f"{raw!r} is not a date-time; write e.g. 2030-12-01T09:00:00+01:00")
     moment: datetime = parse_instant(str(raw), zone)
     if moment.microsecond:
         raise ValueError(f"{raw!r} has a fraction of a second; fire times are whole seconds")

@@ -35,8 +35,8 @@ def parse_instant(text: str, default_zone: tzinfo) -> datetime:
         moment = datetime.fromisoformat(candidate)
     except ValueError:
         raise ValueError(
-            f"{text!r} is not a date-time; write ISO 8601 such as 2026-12-01T09:00:00+01:00, "
-            "2026-12-01 09:00 (in the schedule's time zone) or Unix seconds"
+            f"{text!r} is not a date-time; write ISO 8601 such as 2030-12-01T09:00:00+01:00, "
+            "2030-12-01 09:00 (in the schedule's time zone) or Unix seconds"
         ) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=default_zone)

@@ -17,6 +17,10 @@ import yaml
 class YamlProblem:
     line: int
     message: str
+    # (line, message) of other places the problem points at: where the broken block began, where
+    # a quote that never closed opened. PyYAML notices a syntax error where it stops making
+    # sense, often lines after the typo, so the line alone sends people to the wrong place.
+    notes: tuple[tuple[int, str], ...] = ()
 
 
 class LineMap(dict[Any, Any]):
@@ -86,15 +90,68 @@ def load_yaml(text: str) -> YamlDocument:
     try:
         value = loader.get_single_data()
     except yaml.MarkedYAMLError as error:
-        mark = error.problem_mark or error.context_mark
-        line = mark.line + 1 if mark is not None else 1
-        what = error.problem or "invalid YAML"
-        lines = text.splitlines()
-        if 0 < line <= len(lines) and "\t" in lines[line - 1]:
-            what += " (a tab character: YAML indents with spaces only)"
-        return YamlDocument(None, [YamlProblem(line, f"YAML syntax error: {what}")])
+        return YamlDocument(None, [_syntax_problem(error, text)])
     except yaml.YAMLError as error:
         return YamlDocument(None, [YamlProblem(1, f"YAML error: {error}")])
     finally:
         loader.dispose()
     return YamlDocument(value, loader.problems)
+
+
+def _syntax_problem(error: yaml.MarkedYAMLError, text: str) -> YamlProblem:
+    """PyYAML's problem mark as the line, its context mark (and an open quote) as notes."""
+    problem_mark = error.problem_mark or error.context_mark
+    line = problem_mark.line + 1 if problem_mark is not None else 1
+    what = error.problem or error.context or "invalid YAML"
+    notes: list[tuple[int, str]] = []
+    context_mark = error.context_mark if error.problem_mark is not None else None
+    if error.context and context_mark is not None:
+        context_line = context_mark.line + 1
+        if context_line == line:
+            what += f" ({error.context})"
+        elif error.context == "while scanning a quoted scalar":
+            notes.append(
+                (context_line, f"{error.context}, which begins here: this quote is never closed")
+            )
+        else:
+            notes.append((context_line, f"{error.context}, which begins here"))
+    if problem_mark is not None:
+        quote = _open_quote_before(text, problem_mark.index)
+        if quote is not None:
+            opened, closed = quote
+            notes.append(
+                (
+                    opened,
+                    f"a quoted value opens here and only closes on line {closed}; "
+                    "is its closing quote missing?",
+                )
+            )
+    lines = text.splitlines()
+    if 0 < line <= len(lines) and "\t" in lines[line - 1]:
+        what += " (a tab character: YAML indents with spaces only)"
+    return YamlProblem(line, f"YAML syntax error: {what}", tuple(notes))
+
+
+def _open_quote_before(text: str, index: int) -> tuple[int, int] | None:
+    """First and last line of a quoted value spanning lines that ends just before `index`.
+
+    A quote left open swallows the lines after it up to the next quote character, and the parser
+    only complains after that; the value it swallowed is the token right before the complaint.
+    Legal YAML allows such values, which is why this is only looked for once parsing has failed.
+    """
+    last: yaml.Token | None = None
+    try:
+        # The same scanner as the failed parse, so the marks (and their indexes) agree.
+        for token in yaml.scan(text, Loader=_Base):
+            if token.start_mark.index >= index:
+                break
+            last = token
+    except yaml.YAMLError:
+        pass  # the tokens up to the error are what counts
+    if (
+        isinstance(last, yaml.ScalarToken)
+        and last.style in ('"', "'")
+        and last.end_mark.line > last.start_mark.line
+    ):
+        return int(last.start_mark.line) + 1, int(last.end_mark.line) + 1
+    return None

@@ -2,7 +2,8 @@
 
 One thread does all the scheduling work, so "in flight" has a plain meaning: a batch is written
 and its outcome settled before the loop looks at the stop flag again. Other threads only listen
-for handover notices and serve HTTP; they wake or read the main loop, never drive it.
+for notices (handovers, operator events) and serve HTTP; they wake or read the main loop, never
+drive it.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from scheduler.core.schedule import Config, ConfigError
 from scheduler.core.ticker import Ticker
 from scheduler.core.timefmt import rfc3339_utc
 from scheduler.daemon.configload import ConfigLoader
-from scheduler.daemon.handover import HandoverListener
+from scheduler.daemon.events import EventLog
+from scheduler.daemon.farewell import release_and_leave
+from scheduler.daemon.handover import NoticeListener
 from scheduler.daemon.heartbeat import Heartbeat
 from scheduler.daemon.renewal import Renewer
 from scheduler.daemon.takeover import FencedError, take_over
@@ -147,13 +150,10 @@ class Daemon:
     # -- main loop --------------------------------------------------------------------------
 
     def run(self) -> int:
-        HandoverListener(
-            self._connect,
-            self.client_name,
-            self.keys.handover,
-            self.timing,
-            self._stopping,
-            self._on_handover,
+        events = EventLog(lambda: self._leading_token if self._leading else None)
+        handlers = {self.keys.handover: self._on_handover, self.keys.events: events.on_notice}
+        NoticeListener(
+            self._connect, self.client_name, handlers, self.timing, self._stopping
         ).start()
         Renewer(
             self.lease,
@@ -368,19 +368,8 @@ class Daemon:
 
     def _shutdown(self) -> None:
         self.notifier.stopping()
-        if self.lease.held:
-            token = self.lease.lease.token if self.lease.lease else None
-            try:
-                released = self.lease.release()
-                self.metrics.leader_changes.labels("released").inc()
-                log.info(
-                    "released the lease (%s); followers were told to take over",
-                    "ok" if released else "it was no longer ours",
-                    extra={"token": token, "event": "released"},
-                )
-            except REDIS_ERRORS as error:
-                log.warning("could not release the lease (%s); it expires on its own", error)
-            self.metrics.leader.set(0)
+        self.writer.reset("stopping")  # the summary of what the last line did not show
+        release_and_leave(self.lease, self.scripts, self.metrics, self.replica_id)
         log.info("stopped")
         self.client.close()
 

@@ -1,5 +1,6 @@
 """What a batch did, turned into metrics and debug lines: aggregated, one counter update per
-(schedule, outcome) and one histogram update per (write time, fire time), not one per run."""
+(schedule, outcome) and one histogram update per (write time, fire time), not one per run; and
+the batch's totals for the leader's summary line (summary.py)."""
 
 from __future__ import annotations
 
@@ -16,8 +17,21 @@ from scheduler.targets.stream import run_id
 
 log = logging.getLogger("scheduler.daemon")
 
+# (outcome, reason) of the occurrences metric -> the summary line's name for it.
+SUMMARY_NAMES = {
+    ("enqueued", ""): "enqueued",
+    ("caught_up", ""): "caught_up",
+    ("deduplicated", ""): "deduplicated",
+    ("skipped", "paused"): "skipped",
+    ("failed", "queue_wrong_type"): "refused",
+    ("fenced", ""): "fenced",
+}
 
-def count_written(metrics: Metrics, fires: Sequence[DueFire], written: Written, token: int) -> None:
+
+def count_written(
+    metrics: Metrics, fires: Sequence[DueFire], written: Written, token: int
+) -> Counter[str]:
+    """Metrics for a written batch; its totals by summary name."""
     per_schedule = metrics.per_schedule
     outcomes: Counter[tuple[str, str, str]] = Counter()
     lags: Counter[tuple[float, int]] = Counter()
@@ -49,13 +63,16 @@ def count_written(metrics: Metrics, fires: Sequence[DueFire], written: Written, 
                     "token": token,
                 },
             )
+    totals: Counter[str] = Counter()
     for (name, result, reason), count in outcomes.items():
         metrics.occurrences.labels(name, result, reason).inc(count)
+        totals[SUMMARY_NAMES[(result, reason)]] += count
     for (at, fire_ts), count in lags.items():
         metrics.lag.observe(max(0.0, at - fire_ts), count)
     if per_schedule:
         for name, fire_ts in last_fire.items():
             metrics.last_fire.labels(name).set(fire_ts)
+    return totals
 
 
 def count_unwritten(metrics: Metrics, batch: Batch) -> set[str]:
@@ -63,8 +80,9 @@ def count_unwritten(metrics: Metrics, batch: Batch) -> set[str]:
     for name, count in batch.misfired.items():
         metrics.occurrence(name, "misfired", count=count)
         log.warning(
-            "dropped %s missed runs (older than the catch-up window or by policy)",
+            "dropped %s missed run%s (older than the catch-up window or by policy)",
             f"at least {count}" if count >= MISFIRE_COUNT_LIMIT else count,
+            "" if count == 1 else "s",
             extra={"schedule": name, "event": "misfire"},
         )
     for name, count in batch.disabled.items():

@@ -21,6 +21,7 @@ from scheduler.core.schedule import Config
 from scheduler.core.ticker import Batch, Ticker
 from scheduler.core.timeline import jitter_ms
 from scheduler.daemon.runmetrics import count_unwritten, count_written
+from scheduler.daemon.summary import Summary
 from scheduler.ops import failpoints
 from scheduler.ops.metrics import Metrics
 from scheduler.store.clock import RedisClock
@@ -88,12 +89,16 @@ class BatchWriter:
         self._unrecorded: dict[str, int] = {}
         self._refused_queues: set[str] = set()
         self._jitter_s: dict[str, int] = {}
+        self.summary = Summary()
 
     def configure(self, config: Config) -> None:
         self._jitter_s = {s.name: s.jitter_s for s in config.schedules if s.jitter_s}
 
-    def reset(self) -> None:
-        """A new term (or none): the ticker starts afresh from Redis's cursors on election."""
+    def reset(self, why: str = "the term ended") -> None:
+        """A new term (or none): the ticker starts afresh from Redis's cursors on election. The
+        last term's counts not shown yet are logged now (the next term starts on its first
+        turn)."""
+        self.summary.end(time.monotonic(), why)
         self.prepared = None
         self._unrecorded = {}
         self._refused_queues = set()
@@ -105,6 +110,19 @@ class BatchWriter:
         self._unrecorded.update(positions)
 
     def turn(self) -> Demotion | None:
+        demotion = self._turn()
+        lease = self.lease.lease
+        now_mono = time.monotonic()
+        if lease is not None and not self.summary.active and demotion is None:
+            self.summary.start(lease.token, now_mono)
+        self.summary.poll(now_mono, self._next_fire_in_s)
+        return demotion
+
+    def _next_fire_in_s(self) -> float | None:
+        next_due = self.ticker.next_due()
+        return None if next_due is None else next_due - self.clock.now()
+
+    def _turn(self) -> Demotion | None:
         if self._unrecorded:
             demotion = self._record_cursors()
             if demotion is not None:
@@ -173,6 +191,9 @@ class BatchWriter:
 
     def _count_unwritten(self, batch: Batch) -> None:
         touched = count_unwritten(self.metrics, batch)
+        self.summary.add(
+            {"misfired": sum(batch.misfired.values()), "skipped": sum(batch.disabled.values())}
+        )
         if touched:
             self.update_next_fires(touched)
 
@@ -191,7 +212,7 @@ class BatchWriter:
             raise
         fires = prepared.fires
         fenced = Outcome.FENCED in written.outcomes
-        count_written(self.metrics, fires, written, lease.token)
+        self.summary.add(count_written(self.metrics, fires, written, lease.token))
         if fenced:
             self.ticker.requeue()
             log.error(

@@ -150,5 +150,8 @@ class ProbeServer:
         self._thread.start()
 
     def stop(self) -> None:
-        self._httpd.shutdown()
+        # shutdown() waits for serve_forever to return, which would be forever if it never ran
+        # (a start-up that failed between binding the port and starting the thread).
+        if self._thread.is_alive():
+            self._httpd.shutdown()
         self._httpd.server_close()

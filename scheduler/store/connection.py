@@ -1,4 +1,4 @@
-"""Connecting to Redis, and telling people what its errors mean: once per episode, with backoff."""
+"""Connecting to Redis, and telling people what its errors mean: per episode, with backoff."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ import redis
 from redis import Redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+
+from scheduler.core.durations import format_duration
 
 log = logging.getLogger(__name__)
 
@@ -140,14 +142,32 @@ def _wrapped(message: str) -> tuple[str, str] | None:
     return None
 
 
-class ErrorEpisodes:
-    """Logs the first error of an episode loudly and the recovery once; the rest at DEBUG."""
+# Gaps between the WARNINGs of one long episode: often enough at first that someone watching the
+# log sees it is still going on, then at most every 5 minutes, so an outage of hours stays legible
+# without a line per retry (those are at DEBUG).
+REPEAT_GAPS_S: tuple[float, ...] = (10.0, 30.0, 60.0, 120.0, 300.0)
 
-    def __init__(self, where: str) -> None:
+
+class ErrorEpisodes:
+    """Logs the first error of an episode loudly, again at growing intervals while it lasts
+    (`REPEAT_GAPS_S`, with the attempts and the time since the last success), and the recovery
+    once; every other failure at DEBUG.
+
+    `failed` and `recovered` are called after every Redis call of a loop, so they also count
+    attempts and remember the last success. `now` is the clock (monotonic seconds), injectable
+    so tests move time instead of waiting for it.
+    """
+
+    def __init__(self, where: str, *, now: Callable[[], float] = time.monotonic) -> None:
         self._where = where
+        self._now = now
         self._kind: str | None = None
         self._count = 0
         self._since = 0.0
+        self._started = now()
+        self._last_success: float | None = None
+        self._repeats = 0
+        self._next_warning = 0.0
 
     @property
     def in_episode(self) -> bool:
@@ -155,26 +175,55 @@ class ErrorEpisodes:
 
     def failed(self, error: Exception) -> str:
         kind, meaning = classify(error)
+        now = self._now()
         self._count += 1
         if self._kind != kind:
             if self._kind is None:
-                self._since = time.monotonic()
+                self._since = now
+                self._repeats = 0
             self._kind = kind
+            self._schedule_repeat(now)
             log.warning("%s: %s (%s: %s)", self._where, meaning, type(error).__name__, error)
+        elif now >= self._next_warning:
+            self._repeats += 1
+            self._schedule_repeat(now)
+            log.warning(
+                "%s: still failing: %d attempts over %s; %s (%s: %s: %s)",
+                self._where,
+                self._count,
+                format_duration(round(now - self._since)),
+                self._last_success_text(now),
+                meaning,
+                type(error).__name__,
+                error,
+            )
         else:
             log.debug("%s: still failing: %s", self._where, error)
         return kind
 
     def recovered(self) -> None:
+        now = self._now()
         if self._kind is not None:
             log.warning(
                 "%s: Redis is back after %d failed calls over %.1f s",
                 self._where,
                 self._count,
-                time.monotonic() - self._since,
+                now - self._since,
             )
         self._kind = None
         self._count = 0
+        self._last_success = now
+
+    def _schedule_repeat(self, now: float) -> None:
+        # Counted from the last WARNING, so a change of kind (which is said at once) also puts
+        # the next reminder a full gap away instead of right behind it.
+        gap_s = REPEAT_GAPS_S[min(self._repeats, len(REPEAT_GAPS_S) - 1)]
+        self._next_warning = now + gap_s
+
+    def _last_success_text(self, now: float) -> str:
+        if self._last_success is None:
+            return f"no success yet (started {format_duration(round(now - self._started))} ago)"
+        return f"last success {format_duration(round(now - self._last_success))} ago"
 
 
 class Backoff:

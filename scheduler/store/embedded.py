@@ -16,7 +16,8 @@ Files in the data folder:
 - `server.json` which redis-server binary (path and version) last started on this folder
 - the AOF and RDB files (`appendonly.aof` on Redis 6, `appendonlydir/` on Redis 7)
 
-Which binary may start on the folder, and why another release line is refused, is serverrecord's.
+Which binary may start on the folder (and why another release line is refused) and the redis.conf
+it starts with are serverrecord's.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import fcntl
 import hashlib
 import logging
 import os
+import shlex
 import stat
 import subprocess
 import tempfile
@@ -39,7 +41,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from scheduler.store.liveness import redis_process_alive
-from scheduler.store.serverrecord import choose_binary
+from scheduler.store.serverrecord import choose_binary, write_conf
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +56,8 @@ LOCK_NAME = "start.lock"
 _MAX_SOCKET_PATH_BYTES = 100
 _POLL_INTERVAL_S = 0.02
 _LOG_TAIL_LINES = 20
+# Other clients named in the "left running" line; the count covers the rest.
+_CLIENTS_SHOWN = 3
 
 
 @dataclass(frozen=True)
@@ -101,6 +105,11 @@ def unix_url(socket_path: str) -> str:
     return "unix://" + quote(socket_path)
 
 
+def embedded_url(config_path: str) -> str:
+    """The URL the embedded server of `config_path`'s folder has, running or not (no I/O)."""
+    return unix_url(socket_path_for(data_dir_for(config_path)))
+
+
 def ensure_embedded_redis(config_path: str, *, timeout_s: float = 10.0) -> EmbeddedRedis:
     """Reuse the embedded server of `config_path`'s folder, or start it; return how to reach it.
 
@@ -144,20 +153,20 @@ def ensure_embedded_redis(config_path: str, *, timeout_s: float = 10.0) -> Embed
 def shutdown_if_last(
     client: redis.Redis, own_name: str, *, name_prefix: str = "cronlease-"
 ) -> bool:
-    """SHUTDOWN SAVE the embedded server if no other cronlease replica is connected to it.
+    """SHUTDOWN SAVE the embedded server if nothing but this replica is connected to it.
 
     Replicas name their connections `cronlease-<replica-id>`; connections named `own_name` are
-    this replica's own pool and do not count. Returns True if the server was shut down. A replica
-    that is between reconnects is invisible here, so replicas must re-run ensure_embedded_redis
-    when the socket disappears under them.
+    this replica's own pool and do not count. Any other connection keeps the server running:
+    another replica, and just as much a worker reading a stream or a redis-cli, whose connection
+    a shutdown would cut under it. Returns True if the server was shut down. A replica that is
+    between reconnects is invisible here, so replicas must re-run ensure_embedded_redis when the
+    socket disappears under them.
     """
-    others = [
-        entry
-        for entry in client.client_list()
-        if entry.get("name", "").startswith(name_prefix) and entry.get("name") != own_name
-    ]
-    if others:
-        log.info("embedded redis-server left running: %d other cronlease clients", len(others))
+    replicas, clients = _others_connected(client.client_list(), own_name, name_prefix)
+    if replicas or clients:
+        socket_path = client.connection_pool.connection_kwargs.get("path")
+        reason = _left_running(replicas, clients, str(socket_path or ""))
+        log.info("embedded redis-server left running: %s", reason)
         return False
     pool = client.connection_pool
     # A client of its own without retries: the hang-up is how SHUTDOWN succeeds, and the
@@ -172,8 +181,46 @@ def shutdown_if_last(
         raise RuntimeError(f"redis-server refused SHUTDOWN SAVE: {error}") from error
     finally:
         one_shot.close()
-    log.info("embedded redis-server shut down: no other cronlease replica was connected")
+    log.info("embedded redis-server shut down: no other replica or client was connected")
     return True
+
+
+def _others_connected(
+    entries: list[dict[str, str]], own_name: str, name_prefix: str = "cronlease-"
+) -> tuple[set[str], list[str]]:
+    """From CLIENT LIST: (names of the other cronlease replicas, one per replica rather than per
+    connection; every other connection, as `<name or unnamed>, last command <cmd>`)."""
+    replicas: set[str] = set()
+    clients: list[str] = []
+    for entry in entries:
+        name = entry.get("name", "")
+        if name.startswith(name_prefix) and name != own_name:
+            replicas.add(name)
+        elif name != own_name:
+            clients.append(f"{name or 'unnamed'}, last command {entry.get('cmd', '?')}")
+    return replicas, clients
+
+
+def _left_running(replicas: set[str], clients: list[str], socket_path: str) -> str:
+    """E.g. `2 other cronlease replicas, 1 other client (unnamed, last command xread)`."""
+    parts = [_plural(len(replicas), "other cronlease replica")] if replicas else []
+    if clients:
+        shown = "; ".join(clients[:_CLIENTS_SHOWN])
+        if len(clients) > _CLIENTS_SHOWN:
+            shown += f"; {len(clients) - _CLIENTS_SHOWN} more"
+        parts.append(f"{_plural(len(clients), 'other client')} ({shown})")
+    text = ", ".join(parts)
+    if not replicas and socket_path:
+        # No replica is left to stop it later: say how, or it runs until someone notices.
+        text += (
+            "; the next replica started from this folder reuses it, and `redis-cli -s "
+            f"{shlex.quote(socket_path)} shutdown` stops it once those clients are done"
+        )
+    return text
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 def _start(data_dir: str, socket_path: str, deadline: float) -> EmbeddedRedis:
@@ -281,7 +328,7 @@ def _start_server(data_dir: str, socket_path: str, deadline: float, server: str)
         os.unlink(socket_path)
 
     conf_path = os.path.join(data_dir, CONF_NAME)
-    _write_conf(conf_path, data_dir, socket_path, pid_path, log_path)
+    write_conf(conf_path, data_dir, socket_path, pid_path, log_path)
     try:
         # With `daemonize yes` this process forks the server and exits at once; a non-zero exit
         # means the configuration was refused before the fork.
@@ -310,39 +357,6 @@ def _start_server(data_dir: str, socket_path: str, deadline: float, server: str)
         if time.monotonic() >= deadline:
             raise _start_error(f"{server} did not answer on {socket_path} in time", log_path)
         time.sleep(_POLL_INTERVAL_S)
-
-
-def _write_conf(
-    conf_path: str, data_dir: str, socket_path: str, pid_path: str, log_path: str
-) -> None:
-    settings = [
-        ("daemonize", "yes"),
-        ("port", "0"),  # no TCP at all: the socket's permissions are the access control
-        ("unixsocket", _conf_quote(socket_path)),
-        ("unixsocketperm", "700"),
-        ("dir", _conf_quote(data_dir)),
-        ("pidfile", _conf_quote(pid_path)),
-        ("logfile", _conf_quote(log_path)),
-        ("appendonly", "yes"),
-        ("appendfsync", "everysec"),
-    ]
-    text = "# Written by cronlease on every start of the embedded Redis; edits are lost.\n"
-    text += "".join(f"{key} {value}\n" for key, value in settings)
-    with open(conf_path, "w", encoding="ascii") as handle:
-        handle.write(text)
-
-
-def _conf_quote(value: str) -> str:
-    """A double-quoted redis.conf string, so paths with spaces or quotes stay one argument."""
-    out = []
-    for byte in os.fsencode(value):
-        if byte in (0x22, 0x5C):
-            out.append("\\" + chr(byte))
-        elif 0x20 <= byte < 0x7F:
-            out.append(chr(byte))
-        else:
-            out.append(f"\\x{byte:02x}")
-    return '"' + "".join(out) + '"'
 
 
 def _read_pid(path: str) -> int | None:

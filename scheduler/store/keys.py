@@ -48,6 +48,12 @@ class Keys:
         return f"{self.prefix}:handover"
 
     @property
+    def events(self) -> str:
+        """Pub/sub channel: operator commands that write runs without the leader (trigger, and
+        backfill when it comes) announce them here, so the leader's log says what happened."""
+        return f"{self.prefix}:events"
+
+    @property
     def replicas(self) -> str:
         """Sorted set: replica id -> last time it was seen (Redis time, ms)."""
         return f"{self.prefix}:replicas"

@@ -253,16 +253,36 @@ return 1
 """
 
 # MANUAL: one manual run, outside the cron cursor (it neither reads nor moves it).
-# KEYS[1] the queue stream   KEYS[2] leader
-# ARGV: run_id, schedule, job, args, queue, fire_time, fire_ts, enqueued_at, requested by
-# KEYS[3] epoch
+# KEYS[1] the queue stream   KEYS[2] leader   KEYS[3] epoch
+# ARGV: run_id, schedule, job, args, queue, fire_time, fire_ts, enqueued_at, requested by,
+#   then (optional) ARGV[10] the events channel
 # The run carries the current leader's token, or the epoch without a leader, so tokens never go
-# down in a stream. Returns the entry id.
+# down in a stream. With ARGV[10], the run is announced there (JSON: event "manual", run_id,
+# schedule, queue, stream, entry_id, token, by) in the same call, so a notice means the run was
+# written; the leader logs it. Tokens stay strings: cjson would print a 16-digit one as a
+# rounded float. Returns the entry id.
 MANUAL = """
 local leader = redis.call('GET', KEYS[2])
 local token = redis.call('GET', KEYS[3]) or '0'
 if leader then token = string.match(leader, '^(%d+):') or token end
-return redis.call('XADD', KEYS[1], '*', 'run_id', ARGV[1], 'schedule', ARGV[2],
+local id = redis.call('XADD', KEYS[1], '*', 'run_id', ARGV[1], 'schedule', ARGV[2],
   'job', ARGV[3], 'args', ARGV[4], 'queue', ARGV[5], 'fire_time', ARGV[6], 'fire_ts', ARGV[7],
   'enqueued_at', ARGV[8], 'trigger', 'manual', 'token', token, 'replica', ARGV[9])
+if ARGV[10] then
+  redis.call('PUBLISH', ARGV[10], cjson.encode({event = 'manual', run_id = ARGV[1],
+    schedule = ARGV[2], queue = ARGV[5], stream = KEYS[1], entry_id = id, token = token,
+    by = ARGV[9]}))
+end
+return id
+"""
+
+# LEAVE: a replica that stops cleanly removes its heartbeat, so `status` lists only replicas
+# that run or vanished (STALE means "did not stop cleanly").
+# KEYS[1] replicas (zset)   KEYS[2] replica-info (hash)
+# ARGV[1] replica id
+# Returns 1 if it was listed, 0 if not.
+LEAVE = """
+local removed = redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[2], ARGV[1])
+return removed
 """

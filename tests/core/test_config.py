@@ -469,7 +469,7 @@ schedules:
 """,
         [
             (3, ["at: 'next tuesday' is not a date-time", "ISO 8601"]),
-            (9, ["end is before start"]),
+            (9, ["end 2026-01-01T00:00:00Z is before start 2026-02-01T00:00:00Z", "never fire"]),
             (11, ["fraction of a second"]),
         ],
         id="bad instants are refused",

@@ -177,7 +177,9 @@ def test_cron_fields_are_read_in_the_schedules_zone() -> None:
         pytest.param("0 0 31 2 *", "never fires", id="February 31st never fires"),
         pytest.param("0 0 30 2 *", "never fires", id="February 30th never fires"),
         pytest.param("0 0 31 4,6,9,11 *", "never fires", id="the 31st of a 30-day month"),
-        pytest.param("", "has 1 fields", id="an empty expression is refused"),
+        pytest.param("", "has 0 fields", id="an empty expression is refused"),
+        pytest.param("0 3 * *", "has 4 fields", id="four fields are refused"),
+        pytest.param("*", "has 1 field;", id="one field is refused, counted in the singular"),
         # croniter draws R per process: replicas would each fire at a minute of their own.
         pytest.param("R R * * *", "use H instead", id="random R is refused"),
         pytest.param("0 R(0-5) * * *", "use H instead", id="random R with a range is refused"),

@@ -478,7 +478,10 @@ class TestTheServerRecord:
 
 
 class TestShutdownIfLast:
-    def test_another_cronlease_replica_keeps_the_server_running(self, config_path: str) -> None:
+    def test_another_cronlease_replica_keeps_the_server_running(
+        self, config_path: str, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        caplog.set_level("INFO", logger="scheduler.store.embedded")
         server = ensure_embedded_redis(config_path)
         mine = connect(server, "cronlease-a")
         other = connect(server, "cronlease-b")
@@ -487,6 +490,9 @@ class TestShutdownIfLast:
 
         assert not shutdown_if_last(mine, "cronlease-a")
         assert mine.ping()
+        assert "embedded redis-server left running: 1 other cronlease replica\n" in (
+            caplog.text + "\n"
+        )
 
         other.close()
         # The server notices the hang-up on its next event-loop turn, not at once.
@@ -494,16 +500,62 @@ class TestShutdownIfLast:
         wait_until(lambda: not redis_process_alive(server.pid))
         assert not os.path.exists(server.socket_path)
 
-    def test_own_pool_and_foreign_clients_do_not_count(self, config_path: str) -> None:
+    def test_the_own_pool_does_not_count(self, config_path: str) -> None:
         server = ensure_embedded_redis(config_path)
         mine = connect(server, "cronlease-a")
         second_connection_of_mine = connect(server, "cronlease-a")
-        onlooker = connect(server, "redis-cli")
-        anonymous = connect(server)
-        for client in (mine, second_connection_of_mine, onlooker, anonymous):
+        for client in (mine, second_connection_of_mine):
             client.ping()
 
         assert shutdown_if_last(mine, "cronlease-a")
         wait_until(lambda: not redis_process_alive(server.pid))
-        for client in (mine, second_connection_of_mine, onlooker, anonymous):
+        second_connection_of_mine.close()
+
+    def test_a_plain_client_keeps_the_server_running_until_it_hangs_up(
+        self, config_path: str, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        caplog.set_level("INFO", logger="scheduler.store.embedded")
+        server = ensure_embedded_redis(config_path)
+        mine = connect(server, "cronlease-a")
+        worker = connect(server)  # a worker of the README's: no name, blocked on XREAD
+        mine.ping()
+        worker.ping()
+
+        assert not shutdown_if_last(mine, "cronlease-a")
+
+        assert worker.ping()
+        assert redis_process_alive(server.pid)
+        assert (
+            "embedded redis-server left running: 1 other client (unnamed, last command ping); "
+            "the next replica started from this folder reuses it, and "
+            f"`redis-cli -s {server.socket_path} shutdown` stops it once those clients are done"
+        ) in caplog.text
+        worker.close()
+        wait_until(lambda: shutdown_if_last(mine, "cronlease-a"))
+        wait_until(lambda: not redis_process_alive(server.pid))
+
+    def test_replicas_are_counted_once_each_and_other_clients_by_connection(
+        self, config_path: str, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        caplog.set_level("INFO", logger="scheduler.store.embedded")
+        server = ensure_embedded_redis(config_path)
+        mine = connect(server, "cronlease-a")
+        others = [
+            connect(server, "cronlease-b"),
+            connect(server, "cronlease-b"),  # a second pool connection of the same replica
+            connect(server, "cronlease-c"),
+            connect(server, "redis-cli"),
+            connect(server),
+        ]
+        for client in (mine, *others):
+            client.ping()
+
+        assert not shutdown_if_last(mine, "cronlease-a")
+
+        assert (
+            "embedded redis-server left running: 2 other cronlease replicas, 2 other clients "
+            "(redis-cli, last command ping; unnamed, last command ping)\n"
+        ) in caplog.text
+        assert all(client.ping() for client in others)
+        for client in others:
             client.close()

@@ -14,7 +14,7 @@ from redis import Redis
 from scheduler.core.config import parse_config
 from scheduler.core.runs import DueFire, Lease, Outcome, Trigger
 from scheduler.store.keys import Keys
-from scheduler.store.scripts import Scripts
+from scheduler.store.scripts import Notice, Scripts, decode_notice
 from scheduler.targets.stream import StreamTarget
 
 KEYS = Keys("cronlease")
@@ -252,7 +252,9 @@ def test_every_key_carries_the_namespace_hash_tag(namespace: str) -> None:
         keys.paused,
         keys.generation,
         keys.handover,
+        keys.events,
         keys.replicas,
+        keys.replica_info,
         keys.queue("default"),
     ):
         assert key.startswith(tag)
@@ -268,6 +270,66 @@ def test_a_manual_run_without_a_leader_carries_the_epoch_so_tokens_never_go_down
     [(_, run)] = redis.xrange(KEYS.queue("default"))
     assert run["token"] == "5" and run["trigger"] == "manual"
     assert redis.hlen(KEYS.cursor) == 0
+
+
+def next_message(pubsub: Any, timeout_s: float = 5.0) -> Any:
+    deadline = time.monotonic() + timeout_s
+    message = None
+    while message is None and time.monotonic() < deadline:
+        message = pubsub.get_message(timeout=0.5)
+    return message
+
+
+def subscribed(redis: Redis, channel: str) -> Any:
+    """A pub/sub on `channel`, returned once Redis confirmed the subscription (so nothing
+    published after this is missed)."""
+    pubsub = redis.pubsub()  # type: ignore[no-untyped-call]
+    pubsub.subscribe(channel)
+    confirmation = next_message(pubsub)
+    assert confirmation is not None and confirmation["type"] == "subscribe"
+    return pubsub
+
+
+def test_a_manual_run_is_announced_on_the_events_channel_in_the_same_call(redis: Redis) -> None:
+    scripts = Scripts(redis, KEYS)
+    # A 16-digit token (a store started at Redis's TIME in µs) must reach the notice intact.
+    redis.set(KEYS.leader, "1760000000123456:r1", px=5000)
+    pubsub = subscribed(redis, KEYS.events)
+    fields = ["b@t#manual-1", "beat", "monitoring.beat", "{}", "default", "t", "1", "t", "ops-1"]
+    entry_id = scripts.manual(KEYS.queue("default"), fields)
+    message = next_message(pubsub)
+    pubsub.close()
+    assert message is not None and message["channel"] == KEYS.events
+    notice = decode_notice(message["data"])
+    assert notice is not None and notice.event == "manual"
+    assert dict(notice.fields) == {
+        "run_id": "b@t#manual-1",
+        "schedule": "beat",
+        "queue": "default",
+        "stream": KEYS.queue("default"),
+        "entry_id": entry_id,
+        "token": "1760000000123456",
+        "by": "ops-1",
+    }
+
+
+def test_announce_publishes_an_operator_notice(redis: Redis) -> None:
+    scripts = Scripts(redis, KEYS)
+    pubsub = subscribed(redis, KEYS.events)
+    assert scripts.announce("backfill", {"schedule": "beat", "runs": 3}) == 1
+    message = next_message(pubsub)
+    pubsub.close()
+    assert decode_notice(message["data"]) == Notice("backfill", {"schedule": "beat", "runs": "3"})
+
+
+def test_leave_removes_only_this_replicas_heartbeat(redis: Redis) -> None:
+    scripts = Scripts(redis, KEYS)
+    for replica in ("r1", "r2"):
+        scripts.heartbeat(replica, '{"role":"follower"}', "", "h", 60_000)
+    assert scripts.leave("r1")
+    assert redis.zrange(KEYS.replicas, 0, -1) == ["r2"]
+    assert redis.hkeys(KEYS.replica_info) == ["r2"]
+    assert not scripts.leave("r1")  # a second stop, or one never listed: nothing to do
 
 
 @pytest.mark.parametrize(
