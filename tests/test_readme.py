@@ -50,6 +50,8 @@ RUN_ID = re.compile(r"([A-Za-z0-9_.-]+)@(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ)")
 
 # The blocks this file runs, each by the test named after it.
 RUN = {
+    "worker-jobs",
+    "worker-dlq",
     "run",
     "three-replicas",
     "watch-redis-cli",
@@ -413,6 +415,40 @@ def test_run_block_then_both_watchers_see_runs_as_they_arrive(tmp_path: Path) ->
         assert daemon.stop(signal.SIGTERM) == 0, daemon.output()
         assert "embedded redis-server shut down" in daemon.output(), daemon.output()
         assert_embedded_redis_gone(folder, pid)
+
+
+WORKER_SCHEDULES = """\
+schedules:
+  nightly-report:
+    every: 1s
+    job: reports.nightly
+    args: {format: pdf}
+"""
+
+
+def test_worker_blocks_run_the_job_and_the_dlq_commands(tmp_path: Path) -> None:
+    # jobs.py exactly as the README shows it, beside a schedules.yaml whose reports.nightly fires
+    # every second; `cronlease run` and `cronlease worker --import jobs` as written (each on a
+    # free metrics port, given by its variable), then the dead-letter commands.
+    folder = fresh_folder(tmp_path)
+    (folder / "schedules.yaml").write_text(WORKER_SCHEDULES)
+    (folder / "jobs.py").write_text(block("worker-jobs").text)
+    env = readme_env()
+    with stopped_at_exit(folder) as started:
+        daemon_env = {**env, "CRONLEASE_METRICS_PORT": str(free_port())}
+        daemon = Background(["bash", "-c", "cronlease run"], folder, daemon_env)
+        started.append(daemon)
+        wait_until(lambda: "leading with fencing token" in daemon.output(), ELECTED_TIMEOUT_S)
+        worker_env = {**env, "CRONLEASE_METRICS_PORT": str(free_port())}
+        worker = Background(["bash", "-c", "cronlease worker --import jobs"], folder, worker_env)
+        started.append(worker)
+        wait_until(lambda: worker.output().count("mailing it") >= 2, COMMAND_TIMEOUT_S)
+        printed = worker.output()
+        assert re.search(r"report as pdf for \S+ \(attempt 1, run nightly-report@", printed)
+        for line in command_lines(block("worker-dlq").text):
+            run_to_completion(line, folder, env)
+        assert worker.stop() == 0, worker.output()
+        assert daemon.stop() == 0, daemon.output()
 
 
 def test_three_replicas_block_elects_one_and_hands_over_on_ctrl_c(tmp_path: Path) -> None:

@@ -1,39 +1,43 @@
-"""The operator's commands (`status`, `trigger`, `pause`, `resume`) and how they reach Redis.
+"""The operator's commands (`status`, `trigger`, `backfill`, `pause`, `resume`), via Redis.
 
-`trigger` writes its run without the leader and announces it on the events channel, so the
-leader's log says what happened and who did it; `pause` and `resume` need no notice: the leader
-reads the paused set on every heartbeat and logs its changes.
+`trigger` and `backfill` write their runs without the leader and announce them on the events
+channel, so the leader's log says what happened and who did it (`backfill`'s plan and writes:
+cli/backfill.py); `pause` and `resume` need no notice: the leader reads the paused set on every
+heartbeat and logs its changes.
 
 They reach Redis the way `run` does (`--redis-url`, else the embedded Redis beside the config) but
 never start an embedded server: a status that quietly started an empty Redis would report "no
 leader" for a cluster that is fine elsewhere. Any Redis error is one line on stderr and exit 1.
 
-`status` reads everything in one MULTI snapshot (plus one round trip for queue lengths; see
-`snapshot`); the report is a pure function of that snapshot, the local config and Redis's clock
-(`report.build_report`), and both the table and `--json` are renderings of the same report
-(`render`).
+`status` reads everything in one MULTI snapshot (plus one round trip for queue figures; see
+`status/snapshot.py`); the report is a pure function of that snapshot, the local config and
+Redis's clock (`status/report.py`), and both the table (`render`) and `--json`
+(`status/jsonview.py`, also the web page's /api/status) are renderings of the same report. The
+writes of `trigger`, `pause` and `resume` are `status/actions.py`, which the web page shares.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import secrets
 import sys
 from collections.abc import Callable
 
 import redis
 from redis import Redis
 
+from scheduler.cli import backfill
 from scheduler.cli.connect import connector_for
-from scheduler.cli.render import render_json, render_text
-from scheduler.cli.report import build_report
+from scheduler.cli.render import render_text
 from scheduler.cli.settings import Settings
-from scheduler.cli.snapshot import read_snapshot
 from scheduler.cli.util import UsageError, find_schedule
 from scheduler.core.config import load_config
 from scheduler.core.schedule import Config, ConfigError
-from scheduler.core.timefmt import rfc3339_utc, rfc3339_utc_ms
+from scheduler.core.timefmt import rfc3339_utc
+from scheduler.status import actions
+from scheduler.status.jsonview import render_json
+from scheduler.status.report import build_report
+from scheduler.status.snapshot import read_snapshot
 from scheduler.store.connection import redact
 from scheduler.store.embedded import data_dir_for, socket_path_for, unix_url
 from scheduler.store.keys import Keys
@@ -42,7 +46,6 @@ from scheduler.store.scripts import Scripts
 EXIT_OK = 0
 EXIT_UNAVAILABLE = 1
 DEFAULT_TIMEOUT_S = 2.0
-MANUAL_MARK = "#manual-"
 
 
 class Unavailable(Exception):
@@ -139,38 +142,14 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     return with_redis("status", settings, action)
 
 
-def manual_run_id(name: str, fire_time: str) -> str:
-    """`<name>@<fire_time>#manual-<random>`: never equal to a scheduled run's id."""
-    return f"{name}@{fire_time}{MANUAL_MARK}{secrets.token_hex(6)}"
-
-
 def cmd_trigger(args: argparse.Namespace, settings: Settings) -> int:
     config = load_config(settings.config_path)  # ConfigError -> exit 2 with every problem
     schedule = find_schedule(config, args.name)
 
     def action(client: Redis, keys: Keys, url: str) -> int:
         del url
-        seconds, micros = client.time()
-        now = int(seconds) + int(micros) / 1e6
-        fire_ts = int(seconds)
-        fire_time = rfc3339_utc(fire_ts)
-        run_id = manual_run_id(schedule.name, fire_time)
-        stream = keys.queue(schedule.queue)
-        entry_id = Scripts(client, keys).manual(
-            stream,
-            [
-                run_id,
-                schedule.name,
-                schedule.job,
-                schedule.args_json,
-                schedule.queue,
-                fire_time,
-                str(fire_ts),
-                rfc3339_utc_ms(now),
-                settings.replica_id,
-            ],
-        )
-        print(f"enqueued manual run {run_id} as entry {entry_id} of {stream}")
+        run = actions.trigger(client, keys, schedule, settings.replica_id)
+        print(f"enqueued manual run {run.run_id} as entry {run.entry_id} of {run.stream}")
         if not schedule.enabled:
             print(f"note: {schedule.name!r} is disabled in {config.source}; ran it anyway")
         return EXIT_OK
@@ -181,9 +160,9 @@ def cmd_trigger(args: argparse.Namespace, settings: Settings) -> int:
 def announce_backfill(
     scripts: Scripts, schedule: str, from_ts: int, to_ts: int, runs: int, by: str
 ) -> None:
-    """The hook for `backfill` (not implemented yet): once its runs are written, tell the
-    leader, which logs "backfill of <schedule> (<from> .. <to>): N runs enqueued by <by>".
-    `trigger` needs no such call: its MANUAL script announces the run itself."""
+    """Once `backfill`'s runs are written, tell the leader, which logs "backfill of <schedule>
+    (<from> .. <to>): N runs enqueued by <by>". `trigger` needs no such call: its MANUAL
+    script announces the run itself; BACKFILL does not, as one backfill spans several calls."""
     scripts.announce(
         "backfill",
         {
@@ -194,6 +173,50 @@ def announce_backfill(
             "by": by,
         },
     )
+
+
+def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
+    config = load_config(settings.config_path)  # ConfigError -> exit 2 with every problem
+    schedule = find_schedule(config, args.name)
+    # Every refusal that needs no Redis comes first, so a typo never waits for a connection.
+    plan = backfill.plan_backfill(schedule, args.from_, args.to, args.max)
+
+    def action(client: Redis, keys: Keys, url: str) -> int:
+        del url
+        backfill.refuse_future(plan, int(client.time()[0]))
+        stream = keys.queue(schedule.queue)
+        if not plan.fires:
+            print(backfill.nothing_line(plan))
+            return EXIT_OK
+        if args.dry_run:
+            lines = backfill.dry_run_lines(plan, stream, current_token(client, keys), args.json)
+            print("\n".join(lines))
+            return EXIT_OK
+        scripts = Scripts(client, keys)
+        written = backfill.write_backfill(scripts, plan, stream, settings.replica_id)
+        announce_backfill(
+            scripts,
+            schedule.name,
+            plan.from_ts,
+            plan.to_ts,
+            len(written.entries),
+            settings.replica_id,
+        )
+        print("\n".join(backfill.written_lines(plan, written, args.json)))
+        if not schedule.enabled and not args.json:
+            print(f"note: {schedule.name!r} is disabled in {config.source}; backfilled it anyway")
+        return EXIT_OK
+
+    return with_redis("backfill", settings, action)
+
+
+def current_token(client: Redis, keys: Keys) -> str:
+    """The token a run written now would carry: the lease's, else the epoch (as MANUAL)."""
+    leader = client.get(keys.leader)
+    if leader is not None:
+        return str(leader.decode() if isinstance(leader, bytes) else leader).split(":", 1)[0]
+    epoch = client.get(keys.epoch)
+    return "0" if epoch is None else str(epoch.decode() if isinstance(epoch, bytes) else epoch)
 
 
 def cmd_pause(args: argparse.Namespace, settings: Settings) -> int:
@@ -209,11 +232,12 @@ def _set_paused(args: argparse.Namespace, settings: Settings, paused: bool) -> i
 
     def action(client: Redis, keys: Keys, url: str) -> int:
         del url
-        if paused and int(client.sadd(keys.paused, name)):
+        changed = actions.set_paused(client, keys, name, paused)
+        if paused and changed:
             print(f"paused {name}: the leader skips its fires until resume (not replayed later)")
         elif paused:
             print(f"{name} was already paused")
-        elif int(client.srem(keys.paused, name)):
+        elif changed:
             print(f"resumed {name}: it runs from its next fire; the paused period is not replayed")
         else:
             print(f"{name} was not paused")
@@ -225,6 +249,7 @@ def _set_paused(args: argparse.Namespace, settings: Settings, paused: bool) -> i
 CONTROL_COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
     "status": cmd_status,
     "trigger": cmd_trigger,
+    "backfill": cmd_backfill,
     "pause": cmd_pause,
     "resume": cmd_resume,
 }

@@ -19,6 +19,7 @@ from scheduler.cli.settings import (
     settings_from_args,
 )
 from scheduler.cli.util import UsageError, find_schedule, table
+from scheduler.cli.workerflags import WORKER_COMMON_FLAGS, add_dlq_arguments, add_worker_arguments
 from scheduler.core.config import load_config
 from scheduler.core.schedule import ConfigError
 from scheduler.core.timefmt import parse_instant, rfc3339_local, rfc3339_utc
@@ -124,6 +125,20 @@ def build_parser() -> argparse.ArgumentParser:
     nxt.add_argument("--json", action="store_true", help="one JSON object per line")
     for name, help_text, extra in EXTRA_COMMANDS:
         extra(command(name, help_text))
+    add_worker_arguments(
+        command(
+            "worker",
+            "run the @job functions of the --import modules on the runs of cronlease streams: "
+            "retries with backoff, dead letters, at most one success per run id; SIGTERM stops "
+            "reading and lets running jobs finish within --grace (exit 0)",
+            WORKER_COMMON_FLAGS,
+        )
+    )
+    add_dlq_arguments(
+        command(
+            "dlq", "list, replay or purge a queue's dead runs (exit 1 if Redis is unreachable)", ()
+        )
+    )
     return parser
 
 
@@ -139,10 +154,59 @@ def _add_name(p: argparse.ArgumentParser) -> None:
     p.add_argument("name", help="the schedule's name")
 
 
+# `backfill`'s default --max; kept here, not in cli/backfill.py, so parsing loads no Redis code.
+BACKFILL_MAX = 1000
+
+
+def _add_backfill(p: argparse.ArgumentParser) -> None:
+    _add_name(p)
+    when = "ISO 8601 (UTC unless it has an offset) or Unix seconds"
+    p.add_argument(
+        "--from",
+        dest="from_",
+        metavar="TIME",
+        required=True,
+        help=f"the oldest fire time to re-offer, INCLUSIVE: a fire at exactly TIME is included; "
+        f"{when}",
+    )
+    p.add_argument(
+        "--to",
+        metavar="TIME",
+        required=True,
+        help=f"the newest fire time to re-offer, INCLUSIVE; not after Redis's clock; {when}",
+    )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="list the runs (run id, local fire time) and the token they would carry; write "
+        "nothing",
+    )
+    p.add_argument(
+        "--max",
+        type=int_arg,
+        default=BACKFILL_MAX,
+        metavar="N",
+        help="refuse (exit 2, nothing written) a range of more than N fires (default: %(default)s)",
+    )
+    p.add_argument(
+        "--json", action="store_true", help="one JSON object per run (with --dry-run too)"
+    )
+
+
 EXTRA_COMMANDS: list[tuple[str, str, Callable[[argparse.ArgumentParser], None]]] = [
     ("run", "the daemon: elect a leader, lead or follow, serve metrics", _add_run),
     ("status", "leader, fencing token, replicas, per-schedule last and next fire", _add_status),
     ("trigger", "enqueue one manual run of a schedule now", _add_name),
+    (
+        "backfill",
+        "re-offer every past fire of a schedule from --from to --to (both ends INCLUSIVE), "
+        "oldest first, with the run ids their scheduled runs had (so a worker that "
+        "deduplicates by run id runs only the fires it never ran) and trigger `backfill`; "
+        "fenced like `trigger` (the lease's token, or the epoch without a leader); the cursor "
+        "is not touched. Exit 0, 1 if Redis is unreachable, 2 on bad input (unknown name, bad "
+        "times, --from after --to, fires in the future, more than --max)",
+        _add_backfill,
+    ),
     ("pause", "pause a schedule (kept in Redis, honoured by the leader)", _add_name),
     ("resume", "resume a paused schedule", _add_name),
 ]
@@ -155,6 +219,10 @@ def handler(command: str) -> Handler:
         return cmd_validate
     if command == "next":
         return cmd_next
+    if command in ("worker", "dlq"):
+        from scheduler.cli.worker import WORKER_COMMANDS
+
+        return WORKER_COMMANDS[command]
     from scheduler.cli.run import REDIS_COMMANDS
 
     return REDIS_COMMANDS[command]

@@ -1,16 +1,9 @@
-"""How `cronlease status` shows a report: the table for people and `--json` for programs."""
+"""How `cronlease status` shows a report to people: the table (`--json`: status/jsonview.py)."""
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict
-
-from scheduler.cli.report import STALE_AFTER_TTLS, StatusReport
 from scheduler.cli.util import table
-
-
-def render_json(report: StatusReport) -> str:
-    return json.dumps(asdict(report), separators=(",", ":"))
+from scheduler.status.report import STALE_AFTER_TTLS, StatusReport
 
 
 def span(seconds: float) -> str:
@@ -116,8 +109,17 @@ def render_text(report: StatusReport) -> list[str]:
     lines.append("")
     if report.queues:
         lines += table(
-            ("QUEUE", "STREAM", "LENGTH"),
-            [(q.name, q.stream, str(q.length)) for q in report.queues],
+            ("QUEUE", "STREAM", "LENGTH", "PENDING", "OLDEST"),
+            [
+                (
+                    q.name,
+                    q.stream,
+                    str(q.length),
+                    "-" if q.pending is None else str(q.pending),
+                    "-" if q.oldest_age_s is None else f"{span(q.oldest_age_s)} old",
+                )
+                for q in report.queues
+            ],
         )
     else:
         lines.append("No queue streams.")

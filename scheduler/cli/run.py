@@ -33,6 +33,9 @@ from scheduler.store.embedded import (
 from scheduler.store.keys import Keys
 from scheduler.store.lease import LeaseTiming, TimingError
 from scheduler.store.topology import TopologyError, check_keys, parse_topology
+from scheduler.web.app import StatusApp
+from scheduler.web.auth import TokenFileError, TokenSource, read_token_file, token_file_source
+from scheduler.web.client import LazyClient
 
 log = logging.getLogger("scheduler")
 
@@ -84,8 +87,13 @@ class LateProbes:
     a taken port exit 2 before the embedded Redis starts. Nothing asks them before `daemon` is
     set, since the server starts serving only then; the defaults are for safety."""
 
-    def __init__(self) -> None:
+    def __init__(self, config: Config) -> None:
         self.daemon: Daemon | None = None
+        self._config = config
+
+    def config(self) -> Config:
+        """The daemon's config (it follows reloads), for the status page."""
+        return self._config if self.daemon is None else self.daemon.config
 
     def health(self) -> tuple[bool, str]:
         return (False, "starting") if self.daemon is None else self.daemon.health()
@@ -94,14 +102,34 @@ class LateProbes:
         return (False, "starting") if self.daemon is None else self.daemon.ready()
 
 
+def admin_token(settings: Settings) -> TokenSource | None:
+    """The page's token source; a file that cannot serve now is exit 2, not a page that
+    refuses every action later."""
+    if settings.admin_token_file is None:
+        return None
+    try:
+        read_token_file(settings.admin_token_file)
+    except TokenFileError as error:
+        raise UsageError(f"--admin-token-file: {error}") from None
+    return token_file_source(settings.admin_token_file)
+
+
 def bind_probes(
-    settings: Settings, registry: CollectorRegistry, probes: LateProbes
+    settings: Settings,
+    registry: CollectorRegistry,
+    probes: LateProbes,
+    app: StatusApp | None = None,
 ) -> ProbeServer | None:
     if not settings.metrics_port:
         return None
     try:
         return ProbeServer(
-            settings.metrics_bind, settings.metrics_port, registry, probes.health, probes.ready
+            settings.metrics_bind,
+            settings.metrics_port,
+            registry,
+            probes.health,
+            probes.ready,
+            app=app,
         )
     except OSError as error:
         raise UsageError(
@@ -145,19 +173,35 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         )
     except DurabilityError as error:
         raise UsageError(str(error)) from None
-    probes = LateProbes()
-    server = bind_probes(settings, registry, probes)
+    probes = LateProbes(config)
+    web_client = LazyClient(connector, settings.replica_id)
+    tokens = admin_token(settings)
+    app = StatusApp(
+        web_client,
+        keys,
+        probes.config,
+        config_path=settings.config_path,
+        lease_ttl_s=settings.lease_ttl_s,
+        redis_url=url,
+        replica_id=settings.replica_id,
+        admin_token=tokens,
+    )
+    server = bind_probes(settings, registry, probes, app)
     daemon = start_up(settings, config, connector, keys, timing, metrics, durability, server)
     probes.daemon = daemon
     if server is not None:
         server.start()
         log.info(
-            "serving /metrics, /healthz and /readyz on %s:%d", settings.metrics_bind, server.port
+            "serving /metrics, /healthz, /readyz and the status page at / (%s) on %s:%d",
+            "pause, resume and trigger with the admin token" if tokens else "read-only",
+            settings.metrics_bind,
+            server.port,
         )
     install_signal_handlers(daemon)
     code = daemon.run()
     if server is not None:
         server.stop()
+    web_client.close()  # before the embedded server asks who still uses it
     if embedded:
         stop_embedded(url, daemon.client_name)
     return code

@@ -179,6 +179,14 @@ FLAGS: tuple[Flag, ...] = (
         choices=("auto", "on", "off"),
     ),
     Flag(
+        "--admin-token-file",
+        None,
+        "`run`: file holding the admin token (e.g. a mounted Kubernetes Secret) that turns on "
+        "pause, resume and trigger on the status page at / (sent as `Authorization: Bearer`); "
+        "without it the page is read-only",
+        metavar="FILE",
+    ),
+    Flag(
         "--log-format",
         "text",
         "text or json (default: %(default)s)",
@@ -222,6 +230,7 @@ class Settings:
     redis_wait_replicas: int = 0
     redis_wait_timeout_s: float | None = None  # default: half the Redis timeout
     schedule_metrics: str = "auto"  # per-schedule metric series: auto | on | off
+    admin_token_file: str | None = None  # the status page's actions; None: read-only
     log_format: str = "text"
     log_level: str = "INFO"
 
@@ -239,10 +248,14 @@ class Settings:
         return "0.0.0.0" if self.redis_url else "127.0.0.1"
 
 
-def add_flags(parser: argparse.ArgumentParser, options: Iterable[str] = ALL_FLAGS) -> None:
+def add_flags(
+    parser: argparse.ArgumentParser,
+    options: Iterable[str] = ALL_FLAGS,
+    flags: Iterable[Flag] = FLAGS,
+) -> None:
     """Add these common flags. Each is None unless given: its variable and default are applied
     after parsing (`resolve`), so that a bad variable can be named as the variable."""
-    by_option = {flag.option: flag for flag in FLAGS}
+    by_option = {flag.option: flag for flag in flags}
     for option in options:
         flag = by_option[option]
         help_text = flag.help.replace("%(default)s", str(flag.default))
@@ -261,11 +274,13 @@ def add_common_flags(parser: argparse.ArgumentParser) -> None:
     add_flags(parser, ALL_FLAGS)
 
 
-def resolve(args: argparse.Namespace, environ: Mapping[str, str]) -> dict[str, object]:
+def resolve(
+    args: argparse.Namespace, environ: Mapping[str, str], flags: Iterable[Flag] = FLAGS
+) -> dict[str, object]:
     """Each common flag the command took -> its value: the flag, else its variable, else its
     default. A bad variable is a UsageError naming the variable, not the flag nobody typed."""
     values: dict[str, object] = {}
-    for flag in FLAGS:
+    for flag in flags:
         if not hasattr(args, flag.dest):
             continue  # this command does not take it, so its variable means nothing here
         given = getattr(args, flag.dest)
@@ -331,6 +346,7 @@ def settings_from_args(
         else int(wait_replicas),
         redis_wait_timeout_s=_number(values, "redis_wait_timeout"),
         schedule_metrics=_text(values, "schedule_metrics") or base.schedule_metrics,
+        admin_token_file=_text(values, "admin_token_file"),
         log_format=_text(values, "log_format") or base.log_format,
         log_level=(_text(values, "log_level") or base.log_level).upper(),
     )

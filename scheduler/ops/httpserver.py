@@ -1,4 +1,8 @@
-"""HTTP for probes and scrapes: /metrics, /healthz (the loop turns), /readyz (config + Redis)."""
+"""HTTP for probes and scrapes: /metrics, /healthz (the loop turns), /readyz (config + Redis).
+
+Any other path goes to an optional web app (the status page, scheduler/web/): a function of a
+`Request` that returns a `Reply`, or None for "not mine" (404).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,8 @@ import contextlib
 import logging
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from socketserver import BaseRequestHandler
 
@@ -17,6 +22,26 @@ log = logging.getLogger(__name__)
 
 Probe = Callable[[], tuple[bool, str]]
 
+
+@dataclass(frozen=True)
+class Request:
+    method: str  # GET or POST
+    path: str  # without the query string
+    query: str
+    headers: Mapping[str, str]
+    body: bytes
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    body: bytes
+    content_type: str = "text/plain; charset=utf-8"
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+WebApp = Callable[[Request], Reply | None]
+
 # Probes and scrapes send their request at once and read a reply of at most a few hundred KB, so a
 # socket that is silent (or does not read) for 5 s is not one of them; 5 s frees a slot well inside
 # the kubelet's liveness window (10 s period x 3 failures) yet leaves a slow Prometheus link room.
@@ -24,6 +49,9 @@ IDLE_TIMEOUT_S = 5.0
 # A pod sees a handful of concurrent clients (three kubelet probes, one or two Prometheus, an
 # operator's curl); 32 leaves headroom while capping the threads an idle-connection flood can pin.
 MAX_CONNECTIONS = 32
+
+# The web app's POSTs (actions) carry no body worth the name; a bigger one is refused unread.
+MAX_BODY_BYTES = 16 * 1024
 
 _BUSY_BODY = b"busy: too many connections\n"
 _BUSY_REPLY = (
@@ -103,6 +131,7 @@ class ProbeServer:
         health: Probe,
         ready: Probe,
         *,
+        app: WebApp | None = None,
         idle_timeout_s: float = IDLE_TIMEOUT_S,
         max_connections: int = MAX_CONNECTIONS,
     ) -> None:
@@ -122,16 +151,51 @@ class ProbeServer:
                 elif path == "/readyz":
                     self._probe(server.ready)
                 else:
-                    self._reply(404, b"not found: try /metrics, /healthz or /readyz\n")
+                    self._app(b"")
+
+            def do_POST(self) -> None:
+                try:
+                    size = int(self.headers.get("Content-Length") or 0)
+                except ValueError:
+                    size = -1
+                if not 0 <= size <= MAX_BODY_BYTES:
+                    self.close_connection = True  # the unread body must not become a request
+                    self._reply(413, b"request body too large\n")
+                    return
+                self._app(self.rfile.read(size) if size else b"")
+
+            def _app(self, body: bytes) -> None:
+                path, _, query = self.path.partition("?")
+                reply: Reply | None = None
+                if server.app is not None:
+                    request = Request(self.command, path, query, dict(self.headers.items()), body)
+                    try:
+                        reply = server.app(request)
+                    except Exception:  # a bug in a page must not cost the probes their server
+                        log.exception("http: %s %s failed", self.command, path)
+                        reply = Reply(500, b"internal error: see the daemon's log\n")
+                if reply is None:
+                    pages = "/, /metrics" if server.app is not None else "/metrics"
+                    text = f"not found: try {pages}, /healthz or /readyz\n"
+                    reply = Reply(404, text.encode())
+                self._reply(reply.status, reply.body, reply.content_type, reply.headers)
 
             def _probe(self, probe: Probe) -> None:
                 ok, detail = probe()
                 self._reply(200 if ok else 503, (detail + "\n").encode())
 
-            def _reply(self, code: int, body: bytes, content_type: str = "text/plain") -> None:
+            def _reply(
+                self,
+                code: int,
+                body: bytes,
+                content_type: str = "text/plain",
+                headers: tuple[tuple[str, str], ...] = (),
+            ) -> None:
                 self.send_response(code)
                 self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(body)))
+                for name, value in headers:
+                    self.send_header(name, value)
                 self.end_headers()
                 self.wfile.write(body)
 
@@ -139,6 +203,7 @@ class ProbeServer:
                 log.debug("http: " + format, *args)
 
         self.registry = registry
+        self.app = app
         self.health = health
         self.ready = ready
         # Raises OSError (e.g. address in use) here, at start-up, where the caller can say so.

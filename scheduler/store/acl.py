@@ -5,7 +5,7 @@ cronlease sends: its Lua scripts' commands (Redis checks each `redis.call` again
 ACL too), the daemon's and the operator commands' own, and what redis-py sends on connect.
 No admin or dangerous command: `INFO` and `CONFIG GET` (used only by the start-up warnings about
 eviction and persistence) are left out, and the daemon says once that it skips those checks.
-tests/test_topologies.py runs a daemon and every operator command under exactly this rule, and
+tests/store/test_topologies.py runs a daemon and every operator command under exactly this rule, and
 checks that every command in scheduler/store/lua.py is in it.
 """
 
@@ -17,17 +17,22 @@ SCRIPT_COMMANDS = (
     "hget", "hmget", "hset", "hdel",
     "scard", "smembers", "srem",
     "xadd", "zadd", "zrangebyscore", "zrem",
+    "xack", "xdel",
 )  # fmt: skip
 # Sent by the daemon (daemon/, store/queuestats.py, store/durability.py), the operator commands
-# (cli/control.py, cli/snapshot.py), and by redis-py when it connects: CLIENT SETNAME. (redis-py
-# also sends CLIENT SETINFO, and ignores its refusal: left out, also because Redis before 7.2
-# does not know it.)
+# (cli/control.py, status/snapshot.py), the status page (web/, status/runs.py), the worker
+# (worker/, store/workqueue.py, cli/dlq.py), and by redis-py when it connects: CLIENT SETNAME.
+# (redis-py also sends CLIENT SETINFO, and ignores its refusal: left out, also because Redis
+# before 7.2 does not know it.)
 CLIENT_COMMANDS = (
     "evalsha", "script|load",
     "hgetall", "xlen", "xrange", "xinfo|groups",
     "subscribe", "unsubscribe",
     "multi", "exec", "discard", "get", "pttl", "zrange", "smembers", "sadd", "srem", "scan",
     "time", "wait",
+    "xrevrange", "xpending",
+    "xreadgroup", "xautoclaim", "xclaim", "xack", "xtrim", "xgroup|create", "xgroup|delconsumer",
+    "xinfo|consumers", "zcard", "set", "del", "exists",
     "client|setname",
 )  # fmt: skip
 # Only a RedisCluster client needs these: the slot map, and the command table (key positions).

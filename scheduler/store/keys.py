@@ -77,3 +77,21 @@ class Keys:
     def queue(self, name: str) -> str:
         """Stream of runs for one queue."""
         return f"{self.prefix}:queue:{name}"
+
+    def dead_letters(self, queue: str) -> str:
+        """Stream of one queue's dead runs (`cronlease dlq`): the run's fields, the error and the
+        attempts."""
+        return f"{self.prefix}:dlq:{queue}"
+
+    def retries(self, queue: str) -> str:
+        """Sorted set of one queue's runs waiting to be retried: the next attempt's fields (JSON)
+        scored by when it is due (Redis time, ms)."""
+        return f"{self.prefix}:retry:{queue}"
+
+    def succeeded(self, run_id: str) -> str:
+        """String with EX: this run id succeeded; a worker acknowledges a redelivery unrun."""
+        return f"{self.prefix}:done:{run_id}"
+
+    def once(self, name: str, key: str) -> str:
+        """String with EX: a job's `run.once(name, key)` block was entered for this key."""
+        return f"{self.prefix}:once:{name}:{key}"

@@ -21,6 +21,7 @@ from scheduler.store.keys import Keys
 from scheduler.store.lua import (
     ACQUIRE,
     ADVANCE_CURSORS,
+    BACKFILL,
     ENQUEUE_STREAM,
     FORGET,
     HEARTBEAT,
@@ -62,6 +63,7 @@ class Scripts:
         self._forget: Script = client.register_script(FORGET)
         self._leader_info: Script = client.register_script(LEADER_INFO)
         self._manual: Script = client.register_script(MANUAL)
+        self._backfill: Script = client.register_script(BACKFILL)
         self._advance: Script = client.register_script(ADVANCE_CURSORS)
         self._leave: Script = client.register_script(LEAVE)
         self._packer = _packer(client)
@@ -205,6 +207,16 @@ class Scripts:
         args = [*fields, k.events]
         return _text(self._manual(keys=[stream, k.leader, k.epoch], args=args))
 
+    def backfill(self, stream: str, fields: Sequence[str], fire_ts: Sequence[int]) -> BackfillReply:
+        """XADD one chunk of backfill runs in one atomic call (fields: schedule, job, args,
+        queue, requested by, in BACKFILL's ARGV order); the token they carry and their entry
+        ids. Does not announce: the caller does once, after its last chunk."""
+        k = self.keys
+        token, *entry_ids = self._backfill(
+            keys=[stream, k.leader, k.epoch], args=[*fields, *fire_ts]
+        )
+        return BackfillReply(_text(token), [_text(entry_id) for entry_id in entry_ids])
+
     def announce(self, event: str, fields: Mapping[str, str | int]) -> int:
         """Publish an operator notice on the events channel (the leader logs it): for what an
         operator command wrote outside a script that announces it itself (backfill). Pub/sub
@@ -217,6 +229,12 @@ class Scripts:
         """Remove this replica's heartbeat (a clean stop); True if it was listed."""
         k = self.keys
         return bool(int(self._leave(keys=[k.replicas, k.replica_info], args=[replica_id])))
+
+
+@dataclass(frozen=True)
+class BackfillReply:
+    token: str  # text: a 16-digit epoch is exact only as text (see MANUAL)
+    entry_ids: list[str]
 
 
 @dataclass(frozen=True)

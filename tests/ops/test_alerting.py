@@ -1,11 +1,12 @@
 """The Prometheus rules, their unit tests and the Grafana dashboard (helm/cronlease/files/).
 
 Offline checks always run: the files parse, every expected alert exists with `for`, a severity and
-annotations, every metric named in an expression is one scheduler/metrics.py registers (with the
-suffixes prometheus-client adds), label matchers use real labels and values, and the dashboard
-takes its data source from the `${datasource}` variable everywhere. When `promtool` is on PATH,
-`promtool check rules` and `promtool test rules` must pass too, and every dashboard expression
-must parse as PromQL.
+annotations, every metric named in an expression is one scheduler/ops/metrics.py registers (with
+the suffixes prometheus-client adds) or one of the worker's (WORKER_METRICS below, checked against
+scheduler/worker/ once that package exists), label matchers use real labels and values, and the
+dashboard takes its data source from the `${datasource}` variable everywhere. When `promtool` is
+on PATH, `promtool check rules` and `promtool test rules` must pass too, and every dashboard
+expression must parse as PromQL.
 """
 
 from __future__ import annotations
@@ -28,7 +29,11 @@ from scheduler.ops.metrics import Metrics, WeightedHistogram
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "helm" / "cronlease" / "files" / "cronlease-rules.yaml"
-RULE_TESTS = ROOT / "tests" / "alerting" / "cronlease-rules.test.yaml"
+RULE_TESTS = [
+    ROOT / "tests" / "alerting" / "cronlease-rules.test.yaml",
+    ROOT / "tests" / "alerting" / "cronlease-worker-rules.test.yaml",
+]
+WORKER_PACKAGE = ROOT / "scheduler" / "worker"
 DASHBOARD = ROOT / "helm" / "cronlease" / "files" / "cronlease-dashboard.json"
 
 EXPECTED_ALERTS = {
@@ -42,12 +47,32 @@ EXPECTED_ALERTS = {
     "CronleaseRedisErrors",
     "CronleaseReplicaDown",
     "CronleaseLoopStalled",
+    "CronleaseWorkerDeadLetters",
+    "CronleaseWorkerFailureRateHigh",
+    "CronleaseWorkerBacklogOld",
+    "CronleaseWorkerNoneUp",
+    "CronleaseWorkerDown",
 }
 SEVERITIES = {"critical", "warning", "info"}
 # Labels Prometheus attaches to every scraped series (target labels, `le` of histogram buckets).
 TARGET_LABELS = {"job", "instance", "namespace", "pod", "le"}
 # Series that come from Prometheus itself, not from cronlease.
 STANDARD_SERIES = {"up"}
+# The series of `cronlease worker` (scheduler/worker/): family name -> (type, label names), as
+# prometheus-client is given them. Its `job` label (what the worker runs) collides with the target
+# label `job`, so Prometheus (honor_labels: false) stores it as `exported_job`: expressions must
+# use that name (WORKER_RENAMED).
+WORKER_METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "cronlease_worker_runs": ("counter", ("queue", "job", "outcome")),
+    "cronlease_worker_run_duration_seconds": ("histogram", ("job",)),
+    "cronlease_worker_in_flight": ("gauge", ("queue",)),
+    "cronlease_worker_retries_waiting": ("gauge", ("queue",)),
+    "cronlease_worker_dead_letters": ("gauge", ("queue",)),
+    "cronlease_worker_oldest_waiting_age_seconds": ("gauge", ("queue",)),
+    "cronlease_worker_up": ("gauge", ()),
+}
+WORKER_OUTCOMES = ("succeeded", "retried", "dead", "duplicate")
+WORKER_RENAMED = {"job": "exported_job"}
 # Label values an expression may match exactly, per label, from the constants of metrics.py.
 KNOWN_VALUES = {
     "outcome": set(metrics_mod.OUTCOMES),
@@ -55,6 +80,14 @@ KNOWN_VALUES = {
     "event": set(metrics_mod.LEADER_EVENTS),
     "result": set(metrics_mod.RENEW_RESULTS) | set(metrics_mod.RELOAD_RESULTS),
     "kind": set(metrics_mod.REDIS_ERROR_KINDS),
+}
+WORKER_KNOWN_VALUES = {"outcome": set(WORKER_OUTCOMES)}
+SUFFIXES = {
+    "counter": ("_total", "_created"),
+    "gauge": ("",),
+    "histogram": ("_bucket", "_count", "_sum", "_created"),
+    "summary": ("", "_count", "_sum", "_created"),
+    "info": ("_info",),
 }
 # What Grafana substitutes for its variables, to turn a panel query into plain PromQL.
 GRAFANA_VARIABLES = {
@@ -64,6 +97,8 @@ GRAFANA_VARIABLES = {
     "$namespace": ".*",
     "$job": "cronlease",
     "$instance": ".*",
+    "$worker_job": "cronlease-worker",
+    "$queue": ".*",
 }
 
 SELECTOR = re.compile(r"\b([a-zA-Z_:][a-zA-Z0-9_:]*)\s*(\{[^}]*\})?")
@@ -137,16 +172,24 @@ def as_promql(expr: str) -> str:
     return expr
 
 
+def worker_series() -> dict[str, set[str]]:
+    """Every series name of the worker, mapped to the label names Prometheus stores."""
+    names: dict[str, set[str]] = {}
+    for family, (kind, labels) in WORKER_METRICS.items():
+        stored = {WORKER_RENAMED.get(label, label) for label in labels}
+        for suffix in SUFFIXES[kind]:
+            names[family + suffix] = stored
+    return names
+
+
+def known_values(name: str) -> dict[str, set[str]]:
+    return WORKER_KNOWN_VALUES if name.startswith("cronlease_worker_") else KNOWN_VALUES
+
+
 def registered() -> dict[str, set[str]]:
-    """Every series name cronlease exposes, mapped to the label names it carries."""
+    """Every series name cronlease (daemon and worker) exposes, mapped to its label names."""
     m = Metrics(CollectorRegistry())
-    suffixes = {
-        "counter": ("_total", "_created"),
-        "gauge": ("",),
-        "histogram": ("_bucket", "_count", "_sum", "_created"),
-        "summary": ("", "_count", "_sum", "_created"),
-        "info": ("_info",),
-    }
+    suffixes = SUFFIXES
     names: dict[str, set[str]] = {}
     for wrapper in vars(m).values():
         if not isinstance(wrapper, (MetricWrapperBase, WeightedHistogram)):
@@ -161,7 +204,9 @@ def registered() -> dict[str, set[str]]:
     m.set_schedules(["report"], {"report": 60})
     exposed = {s.name for family in m.registry.collect() for s in family.samples}
     assert exposed <= set(names), exposed - set(names)
-    return names
+    workers = worker_series()
+    assert not set(names) & set(workers), "worker names clash with the daemon's"
+    return names | workers
 
 
 def used_series(expr: str) -> list[tuple[str, dict[str, tuple[str, str]]]]:
@@ -185,10 +230,15 @@ def all_exprs() -> list[Any]:
 # --- the rule file -------------------------------------------------------------------------------
 
 
-def test_rule_files_are_yaml() -> None:
+def rule_test_cases() -> list[dict[str, Any]]:
+    return [case for path in RULE_TESTS for case in load_yaml(path)["tests"]]
+
+
+@pytest.mark.parametrize("path", RULE_TESTS, ids=[p.name for p in RULE_TESTS])
+def test_rule_files_are_yaml(path: Path) -> None:
     assert isinstance(load_yaml(RULES)["groups"], list)
-    tests = load_yaml(RULE_TESTS)
-    assert [(RULE_TESTS.parent / f).resolve() for f in tests["rule_files"]] == [RULES.resolve()]
+    tests = load_yaml(path)
+    assert [(path.parent / f).resolve() for f in tests["rule_files"]] == [RULES.resolve()]
     assert tests["tests"]
 
 
@@ -211,7 +261,7 @@ def test_alert_has_for_severity_and_guidance(name: str) -> None:
 def test_every_alert_is_tested_firing_and_not_firing() -> None:
     firing: set[str] = set()
     quiet: set[str] = set()
-    for case in load_yaml(RULE_TESTS)["tests"]:
+    for case in rule_test_cases():
         for check in case.get("alert_rule_test", []):
             (firing if check.get("exp_alerts") else quiet).add(check["alertname"])
     assert set(alerts()) <= firing, f"never seen firing: {set(alerts()) - firing}"
@@ -244,17 +294,42 @@ def test_expression_uses_registered_metrics(where: str, expr: str) -> None:
     mentioned = set(CRONLEASE_NAME.findall(expr))
     assert used_series(expr), f"{where}: no cronlease (or `up`) series in {expr!r}"
     unknown = mentioned - set(names)
-    assert not unknown, f"{where}: not in scheduler/metrics.py: {sorted(unknown)}"
+    assert not unknown, f"{where}: in neither metrics.py nor WORKER_METRICS: {sorted(unknown)}"
     for name, matchers in used_series(expr):
         if name in STANDARD_SERIES:
             continue
+        known = known_values(name)
         for label, (op, value) in matchers.items():
             assert label in names[name] | TARGET_LABELS, f"{where}: {name} has no label {label}"
-            if op == "=" and label in KNOWN_VALUES:
-                assert value in KNOWN_VALUES[label], f"{where}: {label}={value!r} never exported"
-            if op == "=~" and label in KNOWN_VALUES:
+            if op in ("=", "!=") and label in known:
+                assert value in known[label], f"{where}: {label}{op}{value!r} never exported"
+            if op in ("=~", "!~") and label in known:
                 for part in value.split("|"):
-                    assert part in KNOWN_VALUES[label], f"{where}: {label}=~{part!r} unknown"
+                    assert part in known[label], f"{where}: {label}{op}{part!r} unknown"
+
+
+def test_worker_labels_renamed_by_prometheus_are_not_matched_by_their_own_name() -> None:
+    # `job` on a worker series is the scrape job; the worker's own job is `exported_job`.
+    for where, expr in [(p.id, p.values[1]) for p in all_exprs()]:
+        for name, matchers in used_series(expr):
+            if name.startswith("cronlease_worker_") and "job" in matchers:
+                op, value = matchers["job"]
+                assert "$" in value or "worker" in value, f"{where}: {name}{{job{op}{value!r}}}"
+
+
+def test_worker_metrics_match_the_worker_package() -> None:
+    source = "\n".join(p.read_text(encoding="utf-8") for p in WORKER_PACKAGE.rglob("*.py"))
+    if "prometheus_client" not in source:
+        pytest.skip("scheduler/worker/ defines no metrics yet: worker series from WORKER_METRICS")
+    literals = set(re.findall(r"[\"'](cronlease_worker_[a-z0-9_]+)[\"']", source))
+    # prometheus-client accepts a counter's name with or without `_total`.
+    families = {name.removesuffix("_total") for name in literals}
+    assert families == set(WORKER_METRICS), (
+        f"scheduler/worker/ names {sorted(families)}; WORKER_METRICS (and the rules and dashboard "
+        f"that use them) expect {sorted(WORKER_METRICS)}"
+    )
+    for outcome in WORKER_OUTCOMES:
+        assert re.search(rf"[\"']{outcome}[\"']", source), f"outcome {outcome!r} not in the package"
 
 
 # --- the dashboard -------------------------------------------------------------------------------
@@ -272,7 +347,10 @@ def test_dashboard_variables() -> None:
     variables = {v["name"]: v for v in dashboard()["templating"]["list"]}
     assert variables["datasource"]["type"] == "datasource"
     assert variables["datasource"]["query"] == "prometheus"
-    for name in ("job", "instance"):
+    assert set(GRAFANA_VARIABLES) - {"$__rate_interval", "$__interval", "$__range"} == {
+        f"${name}" for name in variables if name != "datasource"
+    }
+    for name in ("job", "instance", "worker_job", "queue"):
         assert variables[name]["type"] == "query"
         assert variables[name]["datasource"]["uid"] == "${datasource}"
 
@@ -297,9 +375,16 @@ def test_dashboard_takes_its_data_source_from_the_variable() -> None:
 
 
 def test_dashboard_queries_filter_by_job() -> None:
-    for expr in dashboard_exprs(dashboard()):
-        for name, matchers in used_series(expr):
-            assert matchers.get("job") == ("=~", "$job"), f"{name} not filtered by job in {expr}"
+    # Worker panels select the worker's scrape job ($worker_job), the others the daemon's ($job).
+    board = dashboard()
+    groups = [[t["expr"] for t in p.get("targets", []) if t.get("expr")] for p in panels(board)]
+    groups += [[a["expr"]] for a in board["annotations"]["list"] if a.get("expr")]
+    for exprs in groups:
+        series = [found for expr in exprs for found in used_series(expr)]
+        worker = any(name.startswith("cronlease_worker_") for name, _ in series)
+        variable = "$worker_job" if worker else "$job"
+        for name, matchers in series:
+            assert matchers.get("job") == ("=~", variable), f"{name} not filtered by {variable}"
 
 
 def test_dashboard_has_the_panels_asked_for() -> None:
@@ -319,6 +404,16 @@ def test_dashboard_has_the_panels_asked_for() -> None:
         "cronlease_config_info{",
         "cronlease_config_drift{",
         "cronlease_config_reloads_total{",
+        "cronlease_worker_up{",
+        "sum by (queue, outcome) (rate(cronlease_worker_runs_total{",
+        "histogram_quantile(0.5, sum by (le, exported_job) (rate("
+        "cronlease_worker_run_duration_seconds_bucket{",
+        "histogram_quantile(0.99, sum by (le, exported_job) (rate("
+        "cronlease_worker_run_duration_seconds_bucket{",
+        "cronlease_worker_in_flight{",
+        "cronlease_worker_retries_waiting{",
+        "cronlease_worker_dead_letters{",
+        "cronlease_worker_oldest_waiting_age_seconds{",
     ):
         assert needle in exprs, needle
 
@@ -351,7 +446,8 @@ def test_promtool_check_rules() -> None:
 
 @needs_promtool
 def test_promtool_test_rules() -> None:
-    result = promtool("test", "rules", RULE_TESTS.name, cwd=RULE_TESTS.parent)
+    (folder,) = {path.parent for path in RULE_TESTS}
+    result = promtool("test", "rules", *(path.name for path in RULE_TESTS), cwd=folder)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS" in result.stdout
 

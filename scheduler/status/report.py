@@ -5,13 +5,18 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from typing import Any
 
-from scheduler.cli.snapshot import Snapshot
 from scheduler.core.schedule import Config
-from scheduler.core.timefmt import rfc3339_local, rfc3339_utc, rfc3339_utc_ms
+from scheduler.core.timefmt import rfc3339_utc, rfc3339_utc_ms
+from scheduler.status.nextfires import NextFires
+from scheduler.status.snapshot import Snapshot
 from scheduler.store.connection import redact
 from scheduler.store.keys import Keys
+
+# Many schedules share a last fire second (every hour on the hour, ...): its text is made once.
+_utc = lru_cache(maxsize=4096)(rfc3339_utc)
 
 # A replica silent for longer than this many lease TTLs is shown as stale. A replica that stops
 # cleanly removes its heartbeat (daemon/farewell.py), so a stale one is one that vanished.
@@ -61,6 +66,7 @@ class ScheduleView:
     name: str
     kind: str
     spec: str
+    job: str
     queue: str
     timezone: str
     enabled: bool
@@ -86,10 +92,21 @@ class UnknownScheduleView:
 
 
 @dataclass(frozen=True)
+class GroupView:
+    name: str
+    consumers: int
+    pending: int  # delivered, not acknowledged
+    lag: int | None  # not delivered yet (None before Redis 7)
+
+
+@dataclass(frozen=True)
 class QueueView:
     name: str
     stream: str
     length: int
+    pending: int | None  # over every consumer group; None: no group reads it
+    oldest_age_s: float | None  # of its first entry; None: empty
+    groups: list[GroupView]
 
 
 @dataclass(frozen=True)
@@ -119,7 +136,10 @@ def build_report(
     keys: Keys,
     lease_ttl_s: float,
     redis_url: str,
+    next_fires: NextFires | None = None,
 ) -> StatusReport:
+    """`next_fires`: a memo kept between reports (the web page's); a fresh one by default."""
+    memo = NextFires() if next_fires is None else next_fires
     now = snap.now_s
     now_whole = int(now)
     leader, previous = _leaders(snap)
@@ -141,23 +161,24 @@ def build_report(
             known.add(schedule.name)
             cursor = snap.cursors.get(schedule.name)
             start = now_whole if cursor is None else max(cursor, now_whole)
-            fire = schedule.timeline.next_after(start)
-            local = None if fire is None else rfc3339_local(fire, schedule.timezone)
+            upcoming = memo.after(schedule, start)
+            fire = upcoming.fire
             schedules.append(
                 ScheduleView(
                     name=schedule.name,
                     kind=schedule.kind,
                     spec=schedule.spec,
+                    job=schedule.job,
                     queue=schedule.queue,
                     timezone=schedule.timezone.key,
                     enabled=schedule.enabled,
                     paused=schedule.name in snap.paused,
-                    last_fire=None if cursor is None else rfc3339_utc(cursor),
+                    last_fire=None if cursor is None else _utc(cursor),
                     last_fire_ts=cursor,
                     last_fire_ago_s=None if cursor is None else round(max(0.0, now - cursor), 3),
-                    next_fire=None if fire is None else rfc3339_utc(fire),
+                    next_fire=upcoming.utc,
                     next_fire_ts=fire,
-                    next_fire_local=local,
+                    next_fire_local=upcoming.local,
                     next_fire_in_s=None if fire is None else round(max(0.0, fire - now), 3),
                 )
             )
@@ -196,9 +217,25 @@ def build_report(
         unknown_schedules=unknown,
         paused=sorted(snap.paused),
         queues=[
-            QueueView(name, keys.queue(name), length)
-            for name, length in sorted(snap.queue_lengths.items())
+            _queue(snap, keys, name, length) for name, length in sorted(snap.queue_lengths.items())
         ],
+    )
+
+
+def _queue(snap: Snapshot, keys: Keys, name: str, length: int) -> QueueView:
+    groups = [
+        GroupView(g.name, g.consumers, g.pending, g.lag) for g in snap.queue_groups.get(name, ())
+    ]
+    oldest_ms = snap.queue_oldest_ms.get(name)
+    return QueueView(
+        name=name,
+        stream=keys.queue(name),
+        length=length,
+        pending=sum(g.pending for g in groups) if groups else None,
+        oldest_age_s=None
+        if oldest_ms is None
+        else round(max(0.0, snap.now_s - oldest_ms / 1000), 3),
+        groups=groups,
     )
 
 

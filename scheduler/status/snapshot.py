@@ -1,0 +1,125 @@
+"""The status snapshot: everything `cronlease status` and the web page read from Redis."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import redis
+from redis import Redis
+
+from scheduler.store.keys import Keys
+
+
+@dataclass(frozen=True)
+class GroupSnapshot:
+    """One consumer group of a queue stream, as XINFO GROUPS tells it."""
+
+    name: str
+    consumers: int
+    pending: int  # delivered to a consumer, not acknowledged
+    lag: int | None  # not yet delivered to the group (Redis 7+; None before)
+    last_delivered_id: str
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What Redis knows, read in one MULTI (queue figures in a second round trip)."""
+
+    now_s: float  # Redis TIME
+    leader_value: str | None
+    lease_left_ms: int
+    epoch: int
+    leader_info: Mapping[str, str]
+    replicas: Sequence[tuple[str, float]]  # (replica id, last seen in Redis ms)
+    replica_info: Mapping[str, str]  # replica id -> JSON
+    cursors: Mapping[str, int]
+    paused: frozenset[str]
+    queue_lengths: Mapping[str, int]
+    queue_oldest_ms: Mapping[str, int | None] = field(default_factory=dict)  # first entry's id
+    queue_groups: Mapping[str, Sequence[GroupSnapshot]] = field(default_factory=dict)
+
+
+def read_snapshot(client: Redis, keys: Keys, queues: Iterable[str]) -> Snapshot:
+    """The lease, replicas, cursors and pauses in one MULTI; then every queue's length, first
+    entry and consumer groups in one pipeline (XLEN, XRANGE, XINFO GROUPS: what the ACL rule of
+    store/acl.py allows)."""
+    pipe = client.pipeline(transaction=True)
+    # TIME has no key, so Redis Cluster cannot put it in a MULTI: read it just before instead.
+    clustered = not isinstance(client, Redis)
+    time_before = client.time() if clustered else None
+    if not clustered:
+        pipe.time()
+    pipe.get(keys.leader)
+    pipe.pttl(keys.leader)
+    pipe.get(keys.epoch)
+    pipe.hgetall(keys.leader_info)
+    pipe.zrange(keys.replicas, 0, -1, withscores=True)
+    pipe.hgetall(keys.replica_info)
+    pipe.hgetall(keys.cursor)
+    pipe.smembers(keys.paused)
+    replies = pipe.execute()
+    if time_before is not None:
+        replies = [time_before, *replies]
+    (now, leader, pttl, epoch, leader_info, replicas, replica_info, cursors, paused) = replies
+    prefix = keys.queue("")
+    names = set(queues)
+    for key in client.scan_iter(match=_glob_escape(prefix) + "*", count=1000, _type="stream"):
+        names.add(str(key)[len(prefix) :])
+    ordered = sorted(names)
+    figures = client.pipeline(transaction=False)
+    for name in ordered:
+        figures.xlen(keys.queue(name))
+        figures.xrange(keys.queue(name), count=1)
+        figures.xinfo_groups(keys.queue(name))
+    # XINFO GROUPS on a queue no run has reached yet (no stream) is an error, not "no groups".
+    replies = figures.execute(raise_on_error=False) if ordered else []
+    counts = [_int(reply) for reply in replies[0::3]]
+    return Snapshot(
+        now_s=int(now[0]) + int(now[1]) / 1e6,
+        leader_value=leader,
+        lease_left_ms=max(0, int(pttl)),
+        epoch=int(epoch or 0),
+        leader_info=leader_info,
+        replicas=[(str(member), float(score)) for member, score in replicas],
+        replica_info=replica_info,
+        cursors={name: int(float(ts)) for name, ts in cursors.items()},
+        paused=frozenset(paused),
+        queue_lengths=dict(zip(ordered, counts, strict=True)),
+        queue_oldest_ms=dict(zip(ordered, map(_first_id_ms, replies[1::3]), strict=True)),
+        queue_groups=dict(zip(ordered, map(_groups, replies[2::3]), strict=True)),
+    )
+
+
+def _int(reply: object) -> int:
+    if isinstance(reply, Exception):  # XLEN of a key that is no stream: say so, as before
+        raise reply
+    return int(str(reply))
+
+
+def _first_id_ms(reply: object) -> int | None:
+    """The milliseconds part of the first entry's id (when it was added), None when empty."""
+    if not isinstance(reply, list) or not reply:
+        return None
+    return int(str(reply[0][0]).split("-")[0])
+
+
+def _groups(reply: object) -> list[GroupSnapshot]:
+    if not isinstance(reply, list) or isinstance(reply, redis.ResponseError):
+        return []
+    groups = [
+        GroupSnapshot(
+            name=str(group.get("name")),
+            consumers=int(group.get("consumers") or 0),
+            pending=int(group.get("pending") or 0),
+            lag=None if group.get("lag") is None else int(group["lag"]),
+            last_delivered_id=str(group.get("last-delivered-id") or "0-0"),
+        )
+        for group in reply
+        if isinstance(group, dict)
+    ]
+    return sorted(groups, key=lambda group: group.name)
+
+
+def _glob_escape(text: str) -> str:
+    return "".join("\\" + char if char in "*?[]\\" else char for char in text)
