@@ -148,7 +148,7 @@ def main() -> int:
 
     print(
         f"cronlease bench_nextfire: {args.count:,} schedules, Python "
-        f"{platform.python_version()}, croniter {importlib.metadata.version('croniter')}"
+        f"{platform.python_version()}, cronlease {importlib.metadata.version('cronlease')}"
     )
     started = time.perf_counter()
     text, kinds = build_yaml(args.count, args.seed)

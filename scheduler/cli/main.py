@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from collections.abc import Callable, Sequence
-from datetime import timezone
+from datetime import datetime, timezone
 
 from scheduler import __version__
 from scheduler.cli.settings import (
@@ -53,17 +54,17 @@ def cmd_next(args: argparse.Namespace, settings: Settings) -> int:
     if args.n < 1:
         raise UsageError("-n must be at least 1")
     if args.from_ is None:
-        start = int(time.time())
+        start = math.ceil(time.time())
     else:
         try:
-            start = int(parse_instant(args.from_, timezone.utc).timestamp())
+            start = _first_second_from(parse_instant(args.from_, timezone.utc))
         except ValueError as error:
             raise UsageError(f"--from: {error}") from None
     schedules = [find_schedule(config, args.name)] if args.name else list(config.schedules)
     rows: list[tuple[str, str, str]] = []
     for schedule in schedules:
-        # `--from` is exclusive of itself only in the sense of "strictly after": a fire at
-        # exactly --from is shown, which is what "from" means to a reader.
+        # Fires at or after `start`, whatever the trigger: every timeline answers "strictly
+        # after", and fires are whole seconds, so that is the fires after start - 1.
         fires = schedule.timeline.upcoming(start - 1, args.n)
         for fire in fires:
             if args.json:
@@ -91,6 +92,13 @@ def cmd_next(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+def _first_second_from(moment: datetime) -> int:
+    """The first whole second at or after `moment`: a fire at 12:00:00 is not "from"
+    12:00:00.5."""
+    whole = int(moment.replace(microsecond=0).timestamp())
+    return whole + 1 if moment.microsecond else whole
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cronlease",
@@ -113,14 +121,20 @@ def build_parser() -> argparse.ArgumentParser:
         "warning: ... for what is valid but likely a mistake (exit 0)",
         CONFIG_FLAGS,
     )
-    nxt = command("next", "print the next fire times of one or all schedules", CONFIG_FLAGS)
+    nxt = command(
+        "next",
+        "print the next fire times of one or all schedules: the first N at or after --from "
+        "(default: now)",
+        CONFIG_FLAGS,
+    )
     nxt.add_argument("name", nargs="?", help="one schedule (default: all)")
     nxt.add_argument("-n", type=int_arg, default=5, help="how many fire times (default: 5)")
     nxt.add_argument(
         "--from",
         dest="from_",
         metavar="TIME",
-        help="start here instead of now: ISO 8601 (UTC unless it has an offset) or Unix seconds",
+        help="list fires from TIME instead of from now; a fire at exactly TIME is included, "
+        "for cron, every and at alike: ISO 8601 (UTC unless it has an offset) or Unix seconds",
     )
     nxt.add_argument("--json", action="store_true", help="one JSON object per line")
     for name, help_text, extra in EXTRA_COMMANDS:

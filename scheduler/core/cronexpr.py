@@ -1,25 +1,26 @@
-"""Cron expressions as we accept them, translated for croniter.
+"""Cron expressions as we accept them: parsed into a CronSpec, with the rule for a job's DST kind.
 
 Our dialect: 5 fields (minute hour day-of-month month day-of-week), or 6 fields with SECONDS
-FIRST (as Quartz, Spring and BullMQ write them; croniter puts them last by default, so we pass
-`second_at_beginning=True`); the macros `@yearly @annually @monthly @weekly @daily @midnight
-@hourly`; `L`, `W`, `#`; and Jenkins-style `H`, hashed by the schedule's name.
+FIRST (as Quartz, Spring and BullMQ write them); the macros `@yearly @annually @monthly @weekly
+@daily @midnight @hourly`; and in the fields (cronfields.py) names, lists, ranges, steps, `L`,
+`LW`, `W`, `#`, `5L`/`L5` and Jenkins-style `H`, hashed by the schedule's name. Matching follows
+Debian's cron(8) (Vixie cron): the day rule is in cronday.py, the job kind below.
 """
 
 from __future__ import annotations
 
 import functools
 import itertools
-import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from dataclasses import dataclass
 
-from croniter import CroniterBadCronError, CroniterBadDateError, CroniterError, croniter
-
+from scheduler.core import cronfields
+from scheduler.core.cronday import DayRule
+from scheduler.core.cronfields import DayOfMonth, DayOfWeek, FieldError
+from scheduler.core.cronwall import first_day_on_or_after
 from scheduler.core.wording import plural
 
-# Expanded ourselves: given a hash_id, croniter would turn `@hourly` into `H * * * *`.
+# Expanded ourselves, without H: `@hourly` is minute 0, as in every cron.
 MACROS = {
     "@yearly": "0 0 1 1 *",
     "@annually": "0 0 1 1 *",
@@ -30,43 +31,55 @@ MACROS = {
     "@hourly": "0 * * * *",
 }
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _DAY_S = 86400
 _HOUR_S = 3600
+# 2000-01-01 as days since 1970-01-01: where the "does it ever fire" search starts.
+_Y2K_DAY = 10957
 
 
 class CronSyntaxError(ValueError):
     """A cron expression we cannot use; the message says why and how to fix it."""
 
 
+def is_wildcard_job(time_fields: Sequence[str]) -> bool:
+    """THE job-kind rule for DST (Debian cron(8), "Daylight Saving Time and other time changes").
+
+    A job whose second, minute or hour field starts with `*` (`*`, `*/15`) is a WILDCARD job:
+    it runs by the new wall time, so times a jump forward skips do not run and times a jump back
+    repeats run again. Any other job is FIXED-TIME (`30 2 * * *`, `0 9-17 * * *`): it runs once
+    per wall-clock time, a skipped one just after the gap, a repeated one at its first
+    occurrence. Like Vixie cron's MIN_STAR and HR_STAR, only the field's first character counts.
+    """
+    return any(cronfields.is_unrestricted(text) for text in time_fields)
+
+
 @dataclass(frozen=True)
 class CronSpec:
-    """A validated expression: what croniter needs, plus the facts our DST rule depends on."""
+    """A validated expression: the values each field matches, and the job's DST kind."""
 
     expression: str  # as the user wrote it
     fields: str  # macros expanded, whitespace normalised
     has_seconds: bool
-    hash_id: bytes | None  # the schedule's name when the expression uses H
-    # Hour field `*` or a step: such a schedule runs in both occurrences of a repeated hour.
-    wildcard_hour: bool
+    seconds: tuple[int, ...]  # sorted
+    minutes: tuple[int, ...]
+    hours: tuple[int, ...]
+    months: int  # bit m set for each matching month m
+    days: DayRule
+    wildcard: bool  # is_wildcard_job: runs by the new wall time across DST changes
     shortest_interval_s: int  # conservative lower bound on the gap between two fires
-    # What the fields expand to: equal for expressions that fire alike (`H` of two names may
-    # land on the same minute), so timelines can be shared.
-    expanded_key: str = ""
-    # croniter's iterator, made once (making one parses the expression again). It walks wall
-    # time as if in UTC; callers always pass start_time, so sharing it is safe in one thread.
-    iterator: croniter | None = field(default=None, compare=False, repr=False)
 
-    def make_iter(self, start: datetime) -> croniter:
-        return croniter(
-            self.fields,
-            start,
-            hash_id=self.hash_id,
-            second_at_beginning=self.has_seconds,
+    @property
+    def key(self) -> tuple[object, ...]:
+        """Equal for expressions that fire alike (`H` of two names may land on the same minute),
+        so that their timelines can be shared."""
+        return (
+            self.seconds,
+            self.minutes,
+            self.hours,
+            self.months,
+            self.days,
+            self.wildcard,
         )
-
-    def wall_iter(self) -> croniter:
-        return self.iterator if self.iterator is not None else self.make_iter(_EPOCH)
 
 
 def parse_cron(expression: str, name: str) -> CronSpec:
@@ -92,75 +105,67 @@ def _parse_cron(expression: str, name: str) -> CronSpec:
             f"cron {expression!r} has {plural(len(parts), 'field')}; write 5 (minute hour day "
             "month weekday) or 6 with seconds first (second minute hour day month weekday)"
         )
-    # croniter reads an equal range (`9-9`, `MON-MON`) as the whole cycle, i.e. `*`; in classic
-    # cron it is that one value, so say so before croniter sees it.
-    parts = [_collapse_equal_ranges(part) for part in parts]
     if any(item[:1] in ("R", "r") for part in parts for item in part.split(",")):
-        # croniter draws R in each process: every replica, and `cronlease next`, would pick its
+        # croniter drew R in each process: every replica, and `cronlease next`, would pick its
         # own minute, so runs would double or vanish across a failover.
         raise CronSyntaxError(
             f"cron {expression!r} uses R (random), which every replica would draw differently; "
             "use H instead: it picks a stable value from the schedule's name"
         )
-    text = " ".join(parts)
     has_seconds = len(parts) == 6
+    second, minute, hour, dom, month, dow = parts if has_seconds else ["0", *parts]
     hash_id = name.encode() if "h" in text.lower() else None
     try:
-        # Constructing the iterator validates and expands the expression: once, not twice.
-        iterator = croniter(text, _EPOCH, hash_id=hash_id, second_at_beginning=has_seconds)
-    except (CroniterBadCronError, CroniterError, ValueError) as error:
+        seconds = _sorted(cronfields.values(cronfields.SECOND, second, hash_id))
+        minutes = _sorted(cronfields.values(cronfields.MINUTE, minute, hash_id))
+        hours = _sorted(cronfields.values(cronfields.HOUR, hour, hash_id))
+        months = sum(1 << m for m in cronfields.values(cronfields.MONTH, month, hash_id))
+        days = _day_rule(
+            cronfields.day_of_month(dom, hash_id),
+            cronfields.day_of_week(dow, hash_id),
+            cronfields.is_unrestricted(dom),
+            cronfields.is_unrestricted(dow),
+        )
+    except FieldError as error:
         raise CronSyntaxError(f"cron {expression!r} is invalid: {error}") from None
-    expanded, nth = iterator.expanded, iterator.nth_weekday_of_month
-    hour_field = parts[2] if has_seconds else parts[1]
     spec = CronSpec(
         expression=expression,
         fields=text,
         has_seconds=has_seconds,
-        hash_id=hash_id,
-        wildcard_hour="*" in hour_field or "/" in hour_field,
-        shortest_interval_s=_shortest_interval_s(expanded, has_seconds),
-        expanded_key=f"{expanded!r}{nth!r}{has_seconds}",
-        iterator=iterator,
+        seconds=seconds,
+        minutes=minutes,
+        hours=hours,
+        months=months,
+        days=days,
+        wildcard=is_wildcard_job((second, minute, hour)),
+        shortest_interval_s=_shortest_interval_s(seconds, minutes, hours),
     )
-    if not _ever_fires(spec.expanded_key, spec):
+    # The Gregorian calendar repeats every 400 years, and the search covers one cycle: no day in
+    # it means no day ever.
+    if first_day_on_or_after(spec, _Y2K_DAY) is None:
         raise CronSyntaxError(
             f"cron {expression!r} never fires (no date matches, e.g. February 31st); "
-            "check the day-of-month and month fields"
+            "check the day-of-month, month and day-of-week fields"
         )
     return spec
 
 
-_FIRES_CACHE: dict[str, bool] = {}
+# Equal parts of distinct expressions are one object: 100,000 `H` schedules differ in a minute,
+# not in their 31 days and 60 seconds.
+@functools.lru_cache(maxsize=4096)
+def _sorted(values: frozenset[int]) -> tuple[int, ...]:
+    return tuple(sorted(values))
 
 
-def _ever_fires(key: str, spec: CronSpec) -> bool:
-    """Whether any date matches (croniter searches up to 50 years); one search per expansion."""
-    known = _FIRES_CACHE.get(key)
-    if known is None:
-        try:
-            spec.wall_iter().get_next(float, start_time=946684800.0)  # from 2000-01-01
-            known = True
-        except CroniterBadDateError:
-            known = False
-        _FIRES_CACHE[key] = known
-    return known
+@functools.lru_cache(maxsize=4096)
+def _day_rule(
+    dom: DayOfMonth, dow: DayOfWeek, dom_unrestricted: bool, dow_unrestricted: bool
+) -> DayRule:
+    return DayRule(dom, dow, dom_unrestricted, dow_unrestricted)
 
 
-_EQUAL_RANGE = re.compile(r"([0-9A-Za-z]+)-\1(?:/\d+)?", re.IGNORECASE)
-
-
-def _collapse_equal_ranges(field: str) -> str:
-    """`9-9` -> `9` and `5-5/2` -> `5` in each comma-separated item of one field."""
-    return ",".join(
-        match.group(1) if (match := _EQUAL_RANGE.fullmatch(item)) else item
-        for item in field.split(",")
-    )
-
-
-def _min_cyclic_gap(values: Sequence[object], span: int) -> int | None:
+def _min_cyclic_gap(points: Sequence[int], span: int) -> int | None:
     """Smallest distance between consecutive values on a circle of `span`; None if < 2 values."""
-    chosen = range(span) if "*" in values else (v for v in values if isinstance(v, int))
-    points = sorted(set(chosen))
     if len(points) < 2:
         return None
     gaps = [b - a for a, b in itertools.pairwise(points)]
@@ -168,10 +173,9 @@ def _min_cyclic_gap(values: Sequence[object], span: int) -> int | None:
     return min(gaps)
 
 
-def _shortest_interval_s(expanded: Sequence[Sequence[object]], has_seconds: bool) -> int:
-    # croniter's expanded order: minute, hour, day, month, weekday[, second]
-    minutes, hours = expanded[0], expanded[1]
-    seconds = expanded[5] if has_seconds else [0]
+def _shortest_interval_s(
+    seconds: Sequence[int], minutes: Sequence[int], hours: Sequence[int]
+) -> int:
     gap = _min_cyclic_gap(seconds, 60)
     if gap is not None:
         return gap

@@ -305,7 +305,7 @@ class ScheduleChecker:
             except CronSyntaxError as error:
                 self.problem(line, f"schedule {name!r}: {error}")
                 return None
-            key = ("cron", spec.expanded_key, spec.wildcard_hour, zone.key, start_ts, end_ts)
+            key = ("cron", spec.key, zone.key, start_ts, end_ts)
             return self._shared(key, lambda: CronTimeline(spec, zone, start_ts, end_ts))
         if kind == "every":
             try:

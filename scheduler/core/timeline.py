@@ -7,25 +7,28 @@ schedule's optional `start`/`end` (both inclusive):
 - `prev_before(t)`: the last fire strictly before t;
 - `count_between(a, b, limit)`: how many fires f with a < f < b, counting at most `limit`.
 
-DST follows classic cron (see DESIGN "Time"). croniter's own DST handling does not: it drops gap
-fires when the hour field is `*`, keeps the seconds when it collapses one (03:00:30 for
-`30 30 2 * * *`), and fires fixed-hour jobs in both occurrences of a repeated hour. So croniter
-only walks wall-clock time here (as if in UTC, where nothing is skipped or repeated), and this
-module maps each matching wall time to instants: a wall time in a gap becomes the first instant
-after the gap (several collapse into one fire); a repeated wall time becomes its first occurrence,
-plus the second one when the hour field is `*` or a step.
+Cron follows Debian's cron(8) (DESIGN "Time"). cronwall.py finds the matching wall times; this
+module maps them to instants by the job's kind (cronexpr.is_wildcard_job):
+
+- a WILDCARD job fires at every instant whose wall time matches: none for a wall time a jump
+  forward skips, two for one a jump back repeats;
+- a FIXED-TIME job fires once per matching wall time: at its only instant, at the first of two,
+  or, for a skipped one, at the first instant after the gap (several collapse into one fire).
+
+Both use PEP 495: a wall time read with fold=0 and fold=1 gives one instant when it exists once,
+two (in order) when it is repeated, and two in reverse order when it lies in a gap.
 """
 
 from __future__ import annotations
 
 import hashlib
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from croniter import CroniterBadDateError
-
 from scheduler.core.cronexpr import CronSpec
+from scheduler.core.cronwall import DAY_S, FIRST_DAY, LAST_DAY, next_wall, prev_wall
 
 
 class Timeline(ABC):
@@ -81,10 +84,13 @@ class Timeline(ABC):
         return fires
 
 
-# Wall-clock times are handled as "wall seconds": the local date and time read as if it were UTC.
 _NAIVE_EPOCH = datetime(1970, 1, 1)
-# The largest DST shift we look around for (tzdb's largest is 2h, Antarctica/Troll).
+# How far ahead (behind) a jump back may lie whose repeated wall times a wildcard job's next
+# (previous) fire could be in: more than tzdb's largest shift (2h, Antarctica/Troll).
 _SHIFT_HORIZON_S = 3 * 3600
+# Instants whose wall time stays inside the calendar whatever the zone.
+_FIRST_TS = FIRST_DAY * DAY_S + 2 * DAY_S
+_LAST_TS = LAST_DAY * DAY_S - 2 * DAY_S
 
 
 class CronTimeline(Timeline):
@@ -98,9 +104,6 @@ class CronTimeline(Timeline):
         super().__init__(start_ts, end_ts)
         self.spec = spec
         self.zone = zone
-        # One croniter per timeline, re-pointed with start_time: parsing costs more than a step.
-        # It runs in UTC over wall seconds, so it never applies DST rules of its own.
-        self._iter = spec.wall_iter()
 
     @property
     def shortest_interval_s(self) -> int:
@@ -112,8 +115,14 @@ class CronTimeline(Timeline):
         offset = datetime.fromtimestamp(ts, self.zone).utcoffset()
         return int(offset.total_seconds()) if offset is not None else 0
 
-    def _wall(self, ts: int) -> int:
-        return ts + self._offset_s(ts)
+    def _readings(self, wall: int) -> tuple[int, int]:
+        """A wall time read with fold=0 and fold=1, as instants (PEP 495): equal when it exists
+        once; (first, second) when it is repeated; (after the gap, before it) when skipped."""
+        naive = _NAIVE_EPOCH + timedelta(seconds=wall)
+        return (
+            int(naive.replace(tzinfo=self.zone).timestamp()),
+            int(naive.replace(tzinfo=self.zone, fold=1).timestamp()),
+        )
 
     def _shift_at(self, lo: int, hi: int) -> int:
         """The first instant in (lo, hi] whose offset differs from lo's (one change assumed)."""
@@ -126,76 +135,139 @@ class CronTimeline(Timeline):
                 hi = mid
         return hi
 
-    def _instants(self, wall: int) -> tuple[int, ...]:
-        """The fires one matching wall time stands for, in order (DESIGN "Time")."""
-        naive = _NAIVE_EPOCH + timedelta(seconds=wall)
-        first = int(naive.replace(tzinfo=self.zone).timestamp())
-        second = int(naive.replace(tzinfo=self.zone, fold=1).timestamp())
-        if first == second:
-            return (first,)
-        if first < second:  # a repeated wall time: fixed-hour schedules skip the second one
-            return (first, second) if self.spec.wildcard_hour else (first,)
-        # A wall time in a gap (PEP 495 maps it to both sides): the first instant after the gap.
-        return (self._shift_at(second, first),)
+    def _fixed_fire(self, wall: int) -> int:
+        """The one fire of a fixed-time job that a matching wall time stands for."""
+        first, second = self._readings(wall)
+        if first <= second:  # exists once, or repeated: its first occurrence
+            return first
+        return self._shift_at(second, first)  # skipped: the first instant after the gap
 
-    def _step(self, wall: int, forward: bool) -> int | None:
-        """The next (previous) matching wall time strictly after (before) `wall`."""
-        try:
-            if forward:
-                return int(self._iter.get_next(float, start_time=float(wall)))
-            return int(self._iter.get_prev(float, start_time=float(wall)))
-        except CroniterBadDateError:
+    def _first_reading(self, wall: int, ts: int, offset: timedelta | None) -> int | None:
+        """The commonest case, in one conversion: `wall` read with ts's `offset` is an instant
+        after ts that reads `wall` and no instant before it does. None: ask `_readings`."""
+        guess = wall - int(offset.total_seconds()) if offset is not None else wall
+        if guess <= ts:
             return None
+        local = datetime.fromtimestamp(guess, self.zone)
+        return guess if local.utcoffset() == offset and not local.fold else None
+
+    def _repeat_around(self, ts: int, wall: int) -> _Repeat:
+        """The repeated interval whose second run `ts` (reading `wall`) lies in."""
+        first = self._readings(wall)[0]
+        return _Repeat(self._shift_at(first, ts), self._offset_s(first), self._offset_s(ts))
+
+    def _repeat_ahead(self, ts: int, offset_s: int) -> _Repeat | None:
+        """A jump back within the horizon after ts (whose offset is `offset_s`), if any."""
+        later = ts + _SHIFT_HORIZON_S
+        later_s = self._offset_s(later)
+        if later_s >= offset_s:
+            return None
+        return _Repeat(self._shift_at(ts, later), offset_s, later_s)
 
     # -- the two questions -----------------------------------------------------------------
 
     def _next_after(self, ts: int) -> int | None:
-        wall_ts = self._wall(ts)
-        # Instants after ts read wall times after wall_ts, except the second occurrence of an
-        # hour about to repeat: those wall times lie at or before wall_ts.
-        repeat_fire: int | None = None
-        later = ts + _SHIFT_HORIZON_S
-        if self.spec.wildcard_hour and self._offset_s(later) < self._offset_s(ts):
-            shift = self._shift_at(ts, later)
-            repeat_from = self._wall(shift)  # the first repeated wall time
-            if repeat_from <= wall_ts:
-                wall = self._step(repeat_from - 1, forward=True)
-                if wall is not None and wall <= wall_ts:
-                    repeat_fire = wall - self._offset_s(shift)
-        cursor = wall_ts
-        while (wall := self._step(cursor, forward=True)) is not None:
-            if wall <= cursor:  # never seen; guards the loop should croniter not move forward
-                cursor += 1
-                continue
-            fires = [fire for fire in self._instants(wall) if fire > ts]
-            if fires:
-                return min([*fires, repeat_fire] if repeat_fire is not None else fires)
-            cursor = wall
-        return repeat_fire
+        ts = max(ts, _FIRST_TS)
+        if ts >= _LAST_TS:
+            return None
+        local = datetime.fromtimestamp(ts, self.zone)
+        offset = local.utcoffset()
+        offset_s = int(offset.total_seconds()) if offset is not None else 0
+        wall = ts + offset_s
+        spec = self.spec
+        if not spec.wildcard:
+            # A matching wall time's fire comes later than ts exactly when the wall time does,
+            # except inside the second run of a repeated interval, whose wall times have fired.
+            cursor = wall + 1 if not local.fold else self._repeat_around(ts, wall).end_wall
+            while (match := next_wall(spec, cursor)) is not None:
+                if (guess := self._first_reading(match, ts, offset)) is not None:
+                    return guess
+                fire = self._fixed_fire(match)
+                if fire > ts:
+                    return fire
+                cursor = match + 1
+            return None
+        # A wildcard job also fires at the second reading of repeated wall times: of those
+        # still to come a second time, the first one.
+        again: int | None = None
+        cursor = wall + 1
+        repeat = self._repeat_around(ts, wall) if local.fold else self._repeat_ahead(ts, offset_s)
+        if repeat is not None:
+            pending = max(repeat.start_wall, cursor) if local.fold else repeat.start_wall
+            match = next_wall(spec, pending)
+            if match is not None and match < repeat.end_wall:
+                again = match - repeat.after_s
+                if local.fold:  # it comes before any wall time past the interval
+                    return again
+            if local.fold:
+                cursor = repeat.end_wall
+        # Past that, wall times come in the order of their first readings: the first matching
+        # one that exists is the next fire (or the repeated one found above, if earlier).
+        while (match := next_wall(spec, cursor)) is not None:
+            found = self._first_reading(match, ts, offset)
+            if found is None:
+                first, second = self._readings(match)
+                if second >= first > ts:  # exists, and comes after ts
+                    found = first
+            if found is not None:
+                return found if again is None else min(found, again)
+            cursor = match + 1
+        return again
 
     def _prev_before(self, ts: int) -> int | None:
-        wall_last = self._wall(ts - 1)
-        # Instants before ts read wall times up to wall_last, except the first occurrence of an
-        # hour that has just repeated: those wall times lie after wall_last.
-        first_fire: int | None = None
-        earlier = ts - 1 - _SHIFT_HORIZON_S
-        if self._offset_s(earlier) > self._offset_s(ts - 1):
-            shift = self._shift_at(earlier, ts - 1)
-            repeat_until = self._wall(shift - 1) + 1  # just after the last repeated wall time
-            if repeat_until - 1 > wall_last:
-                wall = self._step(repeat_until, forward=False)
-                if wall is not None and wall > wall_last:
-                    first_fire = wall - self._offset_s(shift - 1)
-        cursor = wall_last + 1
-        while (wall := self._step(cursor, forward=False)) is not None:
-            if wall >= cursor:
-                cursor -= 1
-                continue
-            fires = [fire for fire in self._instants(wall) if fire < ts]
-            if fires:
-                return max([*fires, first_fire] if first_fire is not None else fires)
-            cursor = wall
-        return first_fire
+        last = min(ts - 1, _LAST_TS)
+        if last < _FIRST_TS:
+            return None
+        local = datetime.fromtimestamp(last, self.zone)
+        offset = local.utcoffset()
+        wall = last + (int(offset.total_seconds()) if offset is not None else 0)
+        spec = self.spec
+        repeat = self._repeat_around(last, wall) if local.fold else None
+        if not spec.wildcard:
+            # Instants up to `last` read wall times up to `wall`, except inside the second run
+            # of a repeated interval: the rest of its first run came earlier.
+            cursor = wall if repeat is None else repeat.end_wall - 1
+            while (match := prev_wall(spec, cursor)) is not None:
+                fire = self._fixed_fire(match)
+                if fire < ts:
+                    return fire
+                cursor = match - 1
+            return None
+        cursor = wall
+        if repeat is not None:
+            # Inside the second run: its matching wall times up to `wall` came last, then the
+            # first run's, then what came before the interval.
+            match = prev_wall(spec, wall)
+            if match is not None and match >= repeat.start_wall:
+                return match - repeat.after_s
+            match = prev_wall(spec, repeat.end_wall - 1)
+            if match is not None and match >= repeat.start_wall:
+                return match - repeat.before_s
+            cursor = repeat.start_wall - 1
+        # Wall times up to here come in the order of their last readings before ts.
+        while (match := prev_wall(spec, cursor)) is not None:
+            first, second = self._readings(match)
+            if first <= second and first < ts:  # exists, and came before ts
+                return second if second < ts else first
+            cursor = match - 1
+        return None
+
+
+@dataclass(frozen=True)
+class _Repeat:
+    """A jump back: from `shift` on, the wall times of [start_wall, end_wall) come again."""
+
+    shift: int  # the first instant of the new, lower offset
+    before_s: int  # the offset before it
+    after_s: int  # the offset from it on
+
+    @property
+    def start_wall(self) -> int:
+        return self.shift + self.after_s
+
+    @property
+    def end_wall(self) -> int:
+        return self.shift + self.before_s
 
 
 class EveryTimeline(Timeline):

@@ -1,9 +1,10 @@
-"""Cron fire times across DST transitions, as DESIGN "Time" states the rules.
+"""Cron fire times across DST transitions, as DESIGN "Time" states the rules (Debian's cron(8)).
 
-- A fire whose wall time falls in a spring-forward gap runs once, at the first instant after
-  the gap (several skipped fires collapse into that one).
-- A fixed-hour fire in a repeated hour runs once: its first occurrence.
-- A schedule whose hour field is `*` or a step runs in both occurrences.
+- A WILDCARD job (second, minute or hour field starting with `*`) runs by the new wall time:
+  wall times a spring-forward gap skips do not run; repeated ones run in both occurrences.
+- A FIXED-TIME job (no such field) runs once per wall time: a fire in a gap runs once, at the
+  first instant after the gap (several skipped fires collapse into that one); a fire in a
+  repeated hour runs once, at its first occurrence.
 
 2026 transitions used below (local wall times):
 - Europe/Berlin: Mar 29 02:00 CET -> 03:00 CEST; Oct 25 03:00 CEST -> 02:00 CET.
@@ -13,6 +14,11 @@
 - Australia/Lord_Howe (a 30-minute shift): Apr 5 02:00 +11:00 -> 01:30 +10:30; Oct 4 02:00
   +10:30 -> 02:30 +11:00.
 - America/Santiago (shifts at midnight): Sep 6 00:00 -04:00 -> 01:00 -03:00.
+- America/Havana (shifts at midnight): Mar 8 00:00 -05:00 -> 01:00 -04:00; Nov 1 01:00 -04:00
+  -> 00:00 -05:00.
+- Pacific/Chatham (+12:45): Sep 27 02:45 -> 03:45 +13:45.
+- Africa/Casablanca (summer time suspended for Ramadan): Feb 15 03:00 +01:00 -> 02:00 +00:00;
+  Mar 22 02:00 +00:00 -> 03:00 +01:00.
 - Antarctica/Troll (a two-hour shift): Mar 29 01:00 +00:00 -> 03:00 +02:00; Oct 25 03:00
   +02:00 -> 01:00 +00:00.
 
@@ -78,15 +84,22 @@ CASES = [
         "20 * * * *",
         "Europe/Berlin",
         "2026-03-29T01:00:00+01:00",
-        ["2026-03-29T01:20:00+01:00", "2026-03-29T03:00:00+02:00", "2026-03-29T03:20:00+02:00"],
-        id="hourly job at :20 runs at 03:00 instead of the skipped Berlin 02:20",
+        ["2026-03-29T01:20:00+01:00", "2026-03-29T03:20:00+02:00", "2026-03-29T04:20:00+02:00"],
+        id="wildcard hourly job at :20 skips the Berlin 02:20 that never happens",
     ),
     pytest.param(
         "*/30 * * * *",
         "Europe/Berlin",
         "2026-03-29T01:00:00+01:00",
         ["2026-03-29T01:30:00+01:00", "2026-03-29T03:00:00+02:00", "2026-03-29T03:30:00+02:00"],
-        id="half-hourly job runs once at 03:00 for the whole Berlin gap",
+        id="half-hourly job skips the Berlin gap and goes on at 03:00, a time of its own",
+    ),
+    pytest.param(
+        "*/30 2 * * *",
+        "Europe/Berlin",
+        "2026-03-28T12:00:00+01:00",
+        ["2026-03-30T02:00:00+02:00", "2026-03-30T02:30:00+02:00"],
+        id="minute-star job in the fixed 02:00 hour does not run on the Berlin gap day",
     ),
     pytest.param(
         "30 30 2 * * *",
@@ -100,7 +113,7 @@ CASES = [
         "Europe/Berlin",
         "2026-03-29T01:59:40+01:00",
         ["2026-03-29T01:59:50+01:00", "2026-03-29T03:00:00+02:00", "2026-03-29T03:00:10+02:00"],
-        id="every-10-seconds job runs once for the whole Berlin gap",
+        id="every-10-seconds job skips the Berlin gap",
     ),
     pytest.param(
         "30 2 * * *",
@@ -117,9 +130,37 @@ CASES = [
             "2026-10-25T02:00:00+02:00",
             "2026-10-25T02:20:00+02:00",
             "2026-10-25T02:40:00+02:00",
+            "2026-10-25T02:00:00+01:00",
+            "2026-10-25T02:20:00+01:00",
+            "2026-10-25T02:40:00+01:00",
             "2026-10-25T03:00:00+01:00",
         ],
-        id="hour-range job skips the whole repeated Berlin hour",
+        id="minute-star job in an hour range runs in both occurrences of the Berlin hour",
+    ),
+    pytest.param(
+        "0,20,40 2-3 * * *",
+        "Europe/Berlin",
+        "2026-10-25T01:59:00+02:00",
+        [
+            "2026-10-25T02:00:00+02:00",
+            "2026-10-25T02:20:00+02:00",
+            "2026-10-25T02:40:00+02:00",
+            "2026-10-25T03:00:00+01:00",
+        ],
+        id="fixed-time job in an hour range skips the whole repeated Berlin hour",
+    ),
+    pytest.param(
+        "*/30 2 * * *",
+        "Europe/Berlin",
+        "2026-10-25T01:00:00+02:00",
+        [
+            "2026-10-25T02:00:00+02:00",
+            "2026-10-25T02:30:00+02:00",
+            "2026-10-25T02:00:00+01:00",
+            "2026-10-25T02:30:00+01:00",
+            "2026-10-26T02:00:00+01:00",
+        ],
+        id="minute-star job in the fixed 02:00 hour runs in both Berlin occurrences",
     ),
     pytest.param(
         "*/30 * * * *",
@@ -200,8 +241,22 @@ CASES = [
         "45 * * * *",
         "America/New_York",
         "2026-03-08T01:00:00-05:00",
+        ["2026-03-08T01:45:00-05:00", "2026-03-08T03:45:00-04:00", "2026-03-08T04:45:00-04:00"],
+        id="wildcard hourly job at :45 skips New York's 02:45 that never happens",
+    ),
+    pytest.param(
+        "30 * * * *",
+        "America/New_York",
+        "2026-03-08T01:00:00-05:00",
+        ["2026-03-08T01:30:00-05:00", "2026-03-08T03:30:00-04:00", "2026-03-08T04:30:00-04:00"],
+        id="the issue's example: 30 * * * * in New York runs 06:30Z, 07:30Z, 08:30Z",
+    ),
+    pytest.param(
+        "45 1-3 * * *",
+        "America/New_York",
+        "2026-03-08T01:00:00-05:00",
         ["2026-03-08T01:45:00-05:00", "2026-03-08T03:00:00-04:00", "2026-03-08T03:45:00-04:00"],
-        id="hourly job at :45 runs at 03:00 instead of the skipped New York 02:45",
+        id="fixed-time job at 02:45 runs at 03:00 after New York's gap",
     ),
     # -- Australia/Sydney (southern hemisphere) --------------------------------------------
     pytest.param(
@@ -251,8 +306,15 @@ CASES = [
         "*/20 * * * *",
         "Australia/Lord_Howe",
         "2026-10-04T01:50:00+10:30",
-        ["2026-10-04T02:30:00+11:00", "2026-10-04T02:40:00+11:00", "2026-10-04T03:00:00+11:00"],
-        id="every-20-minutes job collapses Lord Howe's two gap fires into one at 02:30",
+        ["2026-10-04T02:40:00+11:00", "2026-10-04T03:00:00+11:00", "2026-10-04T03:20:00+11:00"],
+        id="every-20-minutes job skips the 02:00 and 02:20 of Lord Howe's 30-minute gap",
+    ),
+    pytest.param(
+        "0,20,40 2 * * *",
+        "Australia/Lord_Howe",
+        "2026-10-04T01:50:00+10:30",
+        ["2026-10-04T02:30:00+11:00", "2026-10-04T02:40:00+11:00", "2026-10-05T02:00:00+11:00"],
+        id="fixed-time job collapses Lord Howe's two gap fires into one at 02:30",
     ),
     pytest.param(
         "45 1 * * *",
@@ -288,6 +350,85 @@ CASES = [
         "2026-09-05T12:00:00-04:00",
         ["2026-09-06T01:00:00-03:00", "2026-09-07T00:00:00-03:00"],
         id="midnight job on Santiago's skipped midnight runs at 01:00",
+    ),
+    pytest.param(
+        "*/30 0 * * *",
+        "America/Santiago",
+        "2026-09-05T12:00:00-04:00",
+        ["2026-09-07T00:00:00-03:00", "2026-09-07T00:30:00-03:00"],
+        id="wildcard job in the midnight hour has none on Santiago's skipped midnight",
+    ),
+    # -- America/Havana (the clocks change at midnight) ----------------------------------------
+    pytest.param(
+        "0 0 * * *",
+        "America/Havana",
+        "2026-03-07T12:00:00-05:00",
+        ["2026-03-08T01:00:00-04:00", "2026-03-09T00:00:00-04:00"],
+        id="midnight job on Havana's skipped midnight runs at 01:00",
+    ),
+    pytest.param(
+        "*/30 0 * * *",
+        "America/Havana",
+        "2026-03-07T12:00:00-05:00",
+        ["2026-03-09T00:00:00-04:00", "2026-03-09T00:30:00-04:00"],
+        id="wildcard job in the midnight hour skips Havana's missing midnight hour",
+    ),
+    pytest.param(
+        "0 0 * * *",
+        "America/Havana",
+        "2026-10-31T12:00:00-04:00",
+        ["2026-11-01T00:00:00-04:00", "2026-11-02T00:00:00-05:00"],
+        id="midnight job runs once when Havana's midnight hour repeats",
+    ),
+    pytest.param(
+        "*/30 0 * * *",
+        "America/Havana",
+        "2026-10-31T12:00:00-04:00",
+        [
+            "2026-11-01T00:00:00-04:00",
+            "2026-11-01T00:30:00-04:00",
+            "2026-11-01T00:00:00-05:00",
+            "2026-11-01T00:30:00-05:00",
+            "2026-11-02T00:00:00-05:00",
+        ],
+        id="wildcard job runs in both occurrences of Havana's repeated midnight hour",
+    ),
+    # -- Pacific/Chatham (+12:45, the clocks change at 02:45) ---------------------------------
+    pytest.param(
+        "0 3 * * *",
+        "Pacific/Chatham",
+        "2026-09-26T12:00:00+12:45",
+        ["2026-09-27T03:45:00+13:45", "2026-09-28T03:00:00+13:45"],
+        id="fixed-time 03:00 in Chatham's 02:45-03:45 gap runs at 03:45",
+    ),
+    pytest.param(
+        "0 * * * *",
+        "Pacific/Chatham",
+        "2026-09-27T01:30:00+12:45",
+        ["2026-09-27T02:00:00+12:45", "2026-09-27T04:00:00+13:45"],
+        id="hourly job skips the 03:00 Chatham's gap takes away",
+    ),
+    # -- Africa/Casablanca (summer time suspended for Ramadan) --------------------------------
+    pytest.param(
+        "30 2 * * *",
+        "Africa/Casablanca",
+        "2026-02-14T12:00:00+01:00",
+        ["2026-02-15T02:30:00+01:00", "2026-02-16T02:30:00+00:00"],
+        id="fixed-time job runs once when Casablanca repeats 02:00-03:00 for Ramadan",
+    ),
+    pytest.param(
+        "30 * * * *",
+        "Africa/Casablanca",
+        "2026-02-15T02:00:00+01:00",
+        ["2026-02-15T02:30:00+01:00", "2026-02-15T02:30:00+00:00", "2026-02-15T03:30:00+00:00"],
+        id="wildcard job runs in both occurrences of Casablanca's repeated hour",
+    ),
+    pytest.param(
+        "30 2 * * *",
+        "Africa/Casablanca",
+        "2026-03-21T12:00:00+00:00",
+        ["2026-03-22T03:00:00+01:00", "2026-03-23T02:30:00+01:00"],
+        id="fixed-time job in Casablanca's gap after Ramadan runs at 03:00",
     ),
     # -- Antarctica/Troll (two-hour shift) ----------------------------------------------------
     pytest.param(
@@ -390,9 +531,23 @@ def test_prev_before_walks_the_same_fires_backwards(
         pytest.param(
             "*/20 * * * *",
             "Australia/Lord_Howe",
+            "2026-10-04T02:45:00+11:00",
+            "2026-10-04T02:40:00+11:00",
+            id="after Lord Howe's gap a wildcard job finds its 02:40",
+        ),
+        pytest.param(
+            "*/20 * * * *",
+            "Australia/Lord_Howe",
+            "2026-10-04T02:35:00+11:00",
+            "2026-10-04T01:40:00+10:30",
+            id="across Lord Howe's gap a wildcard job finds the 01:40 before it",
+        ),
+        pytest.param(
+            "0,20,40 2 * * *",
+            "Australia/Lord_Howe",
             "2026-10-04T02:35:00+11:00",
             "2026-10-04T02:30:00+11:00",
-            id="after Lord Howe's gap a wildcard job finds the collapsed 02:30 fire",
+            id="after Lord Howe's gap a fixed-time job finds the collapsed 02:30 fire",
         ),
     ],
 )
@@ -418,8 +573,24 @@ def test_prev_before_around_transitions(
             "Europe/Berlin",
             "2026-03-29T00:00:00+01:00",
             "2026-03-30T00:00:00+02:00",
+            23,
+            id="wildcard hourly job at :20 fires 23 times on the Berlin spring-forward day",
+        ),
+        pytest.param(
+            "20 0-23 * * *",
+            "Europe/Berlin",
+            "2026-03-29T00:00:00+01:00",
+            "2026-03-30T00:00:00+02:00",
             24,
-            id="hourly job at :20 still fires 24 times on the Berlin spring-forward day",
+            id="fixed-time job at :20 of every hour fires 24 times on the Berlin gap day",
+        ),
+        pytest.param(
+            "20 0-23 * * *",
+            "Europe/Berlin",
+            "2026-10-25T00:00:00+02:00",
+            "2026-10-26T00:00:00+01:00",
+            24,
+            id="fixed-time job at :20 of every hour fires 24 times on the Berlin fall-back day",
         ),
         pytest.param(
             "0 * * * *",
@@ -434,16 +605,32 @@ def test_prev_before_around_transitions(
             "Europe/Berlin",
             "2026-10-25T00:00:00+02:00",
             "2026-10-26T00:00:00+01:00",
-            2,
-            id="half-hourly job in the fixed 02:00 hour fires twice on the Berlin fall-back day",
+            4,
+            id="the issue's example: */30 2 * * * fires 4 times on the Berlin fall-back day",
         ),
         pytest.param(
             "*/30 2 * * *",
             "Europe/Berlin",
             "2026-03-29T00:00:00+01:00",
             "2026-03-30T00:00:00+02:00",
+            0,
+            id="half-hourly job in the fixed 02:00 hour does not fire on the Berlin gap day",
+        ),
+        pytest.param(
+            "0,30 2 * * *",
+            "Europe/Berlin",
+            "2026-03-29T00:00:00+01:00",
+            "2026-03-30T00:00:00+02:00",
             1,
-            id="half-hourly job in the fixed 02:00 hour fires once on the Berlin gap day",
+            id="fixed-time 02:00 and 02:30 fire once, at 03:00, on the Berlin gap day",
+        ),
+        pytest.param(
+            "0,30 2 * * *",
+            "Europe/Berlin",
+            "2026-10-25T00:00:00+02:00",
+            "2026-10-26T00:00:00+01:00",
+            2,
+            id="fixed-time 02:00 and 02:30 fire once each on the Berlin fall-back day",
         ),
         pytest.param(
             "*/30 * * * *",

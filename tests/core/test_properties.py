@@ -5,11 +5,15 @@ in zones with and without DST, over a few hours around a real 2024-2030 transiti
 zone, and check the engine against DESIGN "Time":
 
 - fire times strictly increase;
-- each fire matches the expression in local wall time, unless it is the collapsed gap fire
-  (the first instant after a gap in which a skipped wall time would have matched);
-- no fire falls inside a gap; a fixed-hour expression never fires twice at one wall time;
+- each fire matches the expression in local wall time, unless it is a fixed-time job's
+  collapsed gap fire (the first instant after a gap in which a skipped wall time would have
+  matched);
+- no fire falls inside a gap; a fixed-time job never fires twice at one wall time;
 - and, against a brute-force reference built minute by minute from the same rules, no fire is
   missing or extra.
+
+The day fields follow Vixie cron's rule (both restricted: either matches; one starting with
+`*`: both must); tests/core/test_cronsim_diff.py holds the engine against cronsim as well.
 """
 
 from __future__ import annotations
@@ -151,7 +155,9 @@ class CronCase:
     days: frozenset[int]
     months: frozenset[int]
     weekdays: frozenset[int]  # cron numbering: 0 = Sunday
-    wildcard_hour: bool
+    # Either day field starts with `*`: a day must match both; else either (Vixie cron).
+    days_and: bool
+    wildcard: bool  # a second, minute or hour field starting with `*` (DESIGN "Time")
     after: int  # where the walk starts
 
     @property
@@ -163,12 +169,13 @@ class CronCase:
         return f"<{self.expression!r} in {self.zone_name} after {start} ({self.after})>"
 
     def matches_minute(self, wall: datetime) -> bool:
+        day = wall.day in self.days
+        weekday = (wall.weekday() + 1) % 7 in self.weekdays
         return (
             wall.minute in self.minutes
             and wall.hour in self.hours
-            and wall.day in self.days
             and wall.month in self.months
-            and (wall.weekday() + 1) % 7 in self.weekdays
+            and ((day and weekday) if self.days_and else (day or weekday))
         )
 
     def matches(self, wall: datetime) -> bool:
@@ -198,15 +205,15 @@ def cron_cases(draw: st.DrawFn) -> CronCase:
         "month": Field("*", frozenset(range(1, 13))),
         "weekday": Field("*", frozenset(range(7))),
     }
-    # At most one of day, month and weekday is restricted: day-of-month and day-of-week
-    # together follow cron's OR rule, and a day with a month can name a date that never comes.
-    restricted = draw(st.sampled_from([None, "day", "month", "weekday"]))
-    if restricted == "day":
+    # Day of month and day of week, alone or together (Vixie cron's OR / AND rule), or the
+    # month alone: a day with a month can name a date that never comes.
+    restricted = draw(st.sampled_from([None, "day", "month", "weekday", "day+weekday"]))
+    if restricted in ("day", "day+weekday"):
         # Values up to 28 so that every month has them; `*` and `*/k` still reach the 31st.
         everything["day"] = draw(cron_field(1, 28, sorted({w.day for w in near}), top=31))
-    elif restricted == "month":
+    if restricted == "month":
         everything["month"] = draw(cron_field(1, 12, sorted({w.month for w in near})))
-    elif restricted == "weekday":
+    if restricted in ("weekday", "day+weekday"):
         weekdays = sorted({(w.weekday() + 1) % 7 for w in near})
         everything["weekday"] = draw(cron_field(0, 6, weekdays))
     fields = [minutes, hours, everything["day"], everything["month"], everything["weekday"]]
@@ -221,7 +228,8 @@ def cron_cases(draw: st.DrawFn) -> CronCase:
         days=everything["day"].values,
         months=everything["month"].values,
         weekdays=everything["weekday"].values,
-        wildcard_hour="*" in hours.text or "/" in hours.text,
+        days_and=everything["day"].text.startswith("*") or everything["weekday"].text[0] == "*",
+        wildcard=any(f.text.startswith("*") for f in (seconds, minutes, hours)),
         after=after,
     )
 
@@ -252,7 +260,7 @@ def skipped_wall_matches(case: CronCase, gap: Shift) -> bool:
 
 
 def is_collapsed_gap_fire(case: CronCase, fire: int) -> bool:
-    return any(
+    return not case.wildcard and any(
         gap.at == fire and skipped_wall_matches(case, gap)
         for gap in gaps_between(case, fire - 1, fire)
     )
@@ -263,10 +271,12 @@ def reference_fires(case: CronCase, lo: int, hi: int) -> set[int]:
     expected: set[int] = set()
     for minute in range(lo - lo % 60, hi + 1, 60):  # offsets are whole minutes
         wall = datetime.fromtimestamp(minute, case.zone)
-        if case.matches_minute(wall) and (case.wildcard_hour or wall.fold == 0):
+        # A wildcard job runs at every instant whose wall time matches, a fixed-time one at the
+        # first occurrence of each.
+        if case.matches_minute(wall) and (case.wildcard or wall.fold == 0):
             expected.update(f for f in (minute + s for s in case.seconds) if lo < f <= hi)
     for gap in gaps_between(case, lo, hi):
-        if skipped_wall_matches(case, gap):
+        if not case.wildcard and skipped_wall_matches(case, gap):
             expected.add(gap.at)
     return expected
 
@@ -290,10 +300,10 @@ def test_cron_fires_obey_the_dst_rules(case: CronCase) -> None:
             f"{wall.isoformat()} neither matches {case.expression!r} nor collapses a gap"
         )
         assert wall_time_exists(fire, case.zone), f"{wall.isoformat()} lies in a DST gap"
-    if not case.wildcard_hour:
+    if not case.wildcard:
         naive = [w.replace(tzinfo=None) for w in walls]
-        assert len(set(naive)) == len(naive), "a fixed-hour fire repeated in a fold"
-        assert all(w.fold == 0 for w in walls), "a fixed-hour fire in a second occurrence"
+        assert len(set(naive)) == len(naive), "a fixed-time fire repeated in a fold"
+        assert all(w.fold == 0 for w in walls), "a fixed-time fire in a second occurrence"
 
     assert fires == sorted(reference_fires(case, case.after, until)), (
         "the engine differs from the brute-force reference (a fire missing or extra)"
