@@ -465,6 +465,13 @@ def test_three_replicas_block_elects_one_and_hands_over_on_ctrl_c(tmp_path: Path
             return [r for r in replicas if r.alive() and "leading with fencing token" in r.output()]
 
         wait_until(lambda: len(leaders()) == 1, ELECTED_TIMEOUT_S)
+        # All three up (the others say whom they follow) before any is signalled.
+        wait_until(
+            lambda: all(
+                "leading with" in r.output() or "following" in r.output() for r in replicas
+            ),
+            ELECTED_TIMEOUT_S,
+        )
         pid = embedded_pid(folder)
         first = leaders()[0]
         assert first.stop(signal.SIGINT) == 0, first.output()  # Ctrl-C

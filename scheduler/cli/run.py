@@ -17,7 +17,7 @@ from scheduler.cli.util import UsageError
 from scheduler.core.config import load_config
 from scheduler.core.schedule import Config
 from scheduler.daemon.loop import Daemon
-from scheduler.daemon.signals import install_signal_handlers
+from scheduler.daemon.signals import EarlyStop
 from scheduler.ops import failpoints
 from scheduler.ops.httpserver import ProbeServer
 from scheduler.ops.logs import setup_logging
@@ -141,6 +141,8 @@ def bind_probes(
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     setup_logging(settings.log_format, settings.log_level, replica=settings.replica_id)
     prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
+    early_stop = EarlyStop()
+    early_stop.install()
     # Every check that can fail comes before anything starts, so a mistake is exit 2 with one
     # sentence and nothing left behind; what can only fail later is undone by start_up.
     check_port(settings.metrics_port)
@@ -197,7 +199,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
             settings.metrics_bind,
             server.port,
         )
-    install_signal_handlers(daemon)
+    early_stop.apply(daemon)
     code = daemon.run()
     if server is not None:
         server.stop()

@@ -270,3 +270,33 @@ def test_with_a_redis_url_http_listens_on_every_interface(tmp_path: Path) -> Non
     assert Settings(redis_url="redis://h:6379/0").metrics_bind == "0.0.0.0"
     assert Settings().metrics_bind == "127.0.0.1"
     assert Settings(metrics_host="10.0.0.5").metrics_bind == "10.0.0.5"
+
+
+def test_a_sigterm_during_start_up_is_a_clean_stop(config_path: str, tmp_path: Path) -> None:
+    # Before: the default action killed the process mid-start (exit -15) and left the embedded
+    # Redis it had started running. The failpoint freezes it just after that start.
+    log_path = tmp_path / "run.log"
+
+    def stopped() -> bool:
+        with open(f"/proc/{process.pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] == "T"
+
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            command(config_path, ["--metrics-port", "0"]),
+            cwd=REPO,
+            env=environment({"CRONLEASE_FAILPOINTS": "start-up=stop"}),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            wait_until(stopped, 20, 0.02)
+            process.send_signal(signal.SIGTERM)  # pending until it runs again
+            process.send_signal(signal.SIGCONT)
+            assert process.wait(timeout=20) == 0, log_path.read_text()
+        finally:
+            if process.poll() is None:
+                process.send_signal(signal.SIGCONT)
+                process.kill()
+    assert "received SIGTERM during start-up: stopping" in log_path.read_text()
+    assert_no_server_left(data_dir_for(config_path))
