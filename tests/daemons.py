@@ -14,6 +14,7 @@ from pathlib import Path
 import redis
 
 from scheduler.store.keys import Keys
+from tests.invariants import read_runs
 from tests.redis_server import wait_until
 
 KEYS = Keys("cronlease")
@@ -155,3 +156,29 @@ def replicas(
 
 def monotonic_ms() -> float:
     return time.monotonic() * 1000
+
+
+def latest_fires(client: redis.Redis) -> dict[str, int]:
+    """Each schedule's latest fire time delivered to any stream."""
+    latest: dict[str, int] = {}
+    for run in read_runs(client):
+        latest[run.schedule] = max(latest.get(run.schedule, 0), run.fire_ts)
+    return latest
+
+
+def wait_for_fires_past(
+    client: redis.Redis, names: set[str], moment_s: float, timeout_s: float
+) -> None:
+    """Until every schedule in `names` has a run whose fire time is at or after `moment_s`."""
+
+    def all_past() -> bool:
+        latest = latest_fires(client)
+        return set(latest) >= names and min(latest[n] for n in names) >= moment_s
+
+    wait_until(all_past, timeout_s, 0.05)
+
+
+def frozen_state(pid: int) -> str:
+    """The process state letter from /proc: `T` when stopped."""
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().rsplit(")", 1)[1].split()[0]

@@ -34,6 +34,7 @@ from scheduler.cli.util import UsageError, find_schedule
 from scheduler.core.config import load_config
 from scheduler.core.schedule import Config, ConfigError
 from scheduler.core.timefmt import rfc3339_utc
+from scheduler.core.wording import plural
 from scheduler.status import actions
 from scheduler.status.jsonview import render_json
 from scheduler.status.report import build_report
@@ -117,9 +118,7 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     except ConfigError as error:
         first = error.lines()[0] if error.problems else str(error)
         more = len(error.problems) - 1
-        config_error = first + (
-            f" (and {more} more problem{'s' if more > 1 else ''})" if more > 0 else ""
-        )
+        config_error = first + (f" (and {plural(more, 'more problem')})" if more > 0 else "")
 
     def action(client: Redis, keys: Keys, url: str) -> int:
         queues = {s.queue for s in config.schedules} if config is not None else set()

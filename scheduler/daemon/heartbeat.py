@@ -100,7 +100,7 @@ class Heartbeat:
             self._announce_pauses(reply.paused)
             queues = self._queue_stats.read({s.queue for s in config.schedules}, reply.redis_time_s)
             for q in queues or ():
-                groups = {name: (g.pending, g.undelivered) for name, g in q.groups.items()}
+                groups = {g.name: (g.pending, g.lag) for g in q.groups}
                 metrics.show_queue(q.queue, q.length, q.oldest_age_s, groups)
 
     def _log_leader(self, leader_value: str) -> None:

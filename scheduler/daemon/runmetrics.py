@@ -12,6 +12,7 @@ from scheduler.core.catchup import MISFIRE_COUNT_LIMIT
 from scheduler.core.runs import DueFire, Outcome, Trigger, Written
 from scheduler.core.ticker import Batch
 from scheduler.core.timefmt import rfc3339_utc
+from scheduler.core.wording import plural
 from scheduler.ops.metrics import Metrics
 from scheduler.targets.stream import run_id
 
@@ -80,9 +81,9 @@ def count_unwritten(metrics: Metrics, batch: Batch) -> set[str]:
     for name, count in batch.misfired.items():
         metrics.occurrence(name, "misfired", count=count)
         log.warning(
-            "dropped %s missed run%s (older than the catch-up window or by policy)",
-            f"at least {count}" if count >= MISFIRE_COUNT_LIMIT else count,
-            "" if count == 1 else "s",
+            "dropped %s%s (older than the catch-up window or by policy)",
+            "at least " if count >= MISFIRE_COUNT_LIMIT else "",
+            plural(count, "missed run"),
             extra={"schedule": name, "event": "misfire"},
         )
     for name, count in batch.disabled.items():

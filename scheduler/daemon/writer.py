@@ -234,6 +234,9 @@ class BatchWriter:
         queue until it takes runs again; those schedules wait, the others go on."""
         refused: set[str] = set()
         queues: set[str] = set()
+        # The common case costs one scan of the outcomes, not two passes over 10,000 fires.
+        if not self._refused_queues and Outcome.REFUSED not in outcomes:
+            return refused
         for fire, outcome in zip(fires, outcomes, strict=True):
             if outcome is Outcome.REFUSED:
                 refused.add(fire.schedule.name)
@@ -248,7 +251,7 @@ class BatchWriter:
                 REFUSED_RETRY_S,
                 extra={"event": "queue_refused"},
             )
-        delivered = {f.schedule.queue for f, o in zip(fires, outcomes, strict=True)} - queues
+        delivered = {fire.schedule.queue for fire in fires} - queues
         for queue in sorted(self._refused_queues & delivered):
             log.warning("queue %r takes runs again", queue, extra={"event": "queue_recovered"})
         self._refused_queues = (self._refused_queues - delivered) | queues

@@ -5,21 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-import redis
 from redis import Redis
 
 from scheduler.store.keys import Keys
+from scheduler.store.queuestats import GroupFigures, add_reads, first_id_ms, groups
 
-
-@dataclass(frozen=True)
-class GroupSnapshot:
-    """One consumer group of a queue stream, as XINFO GROUPS tells it."""
-
-    name: str
-    consumers: int
-    pending: int  # delivered to a consumer, not acknowledged
-    lag: int | None  # not yet delivered to the group (Redis 7+; None before)
-    last_delivered_id: str
+# The status report names it by what it is there: a consumer group of a snapshot's queue.
+GroupSnapshot = GroupFigures
 
 
 @dataclass(frozen=True)
@@ -69,9 +61,7 @@ def read_snapshot(client: Redis, keys: Keys, queues: Iterable[str]) -> Snapshot:
     ordered = sorted(names)
     figures = client.pipeline(transaction=False)
     for name in ordered:
-        figures.xlen(keys.queue(name))
-        figures.xrange(keys.queue(name), count=1)
-        figures.xinfo_groups(keys.queue(name))
+        add_reads(figures, keys.queue(name))
     # XINFO GROUPS on a queue no run has reached yet (no stream) is an error, not "no groups".
     replies = figures.execute(raise_on_error=False) if ordered else []
     counts = [_int(reply) for reply in replies[0::3]]
@@ -86,8 +76,8 @@ def read_snapshot(client: Redis, keys: Keys, queues: Iterable[str]) -> Snapshot:
         cursors={name: int(float(ts)) for name, ts in cursors.items()},
         paused=frozenset(paused),
         queue_lengths=dict(zip(ordered, counts, strict=True)),
-        queue_oldest_ms=dict(zip(ordered, map(_first_id_ms, replies[1::3]), strict=True)),
-        queue_groups=dict(zip(ordered, map(_groups, replies[2::3]), strict=True)),
+        queue_oldest_ms=dict(zip(ordered, map(first_id_ms, replies[1::3]), strict=True)),
+        queue_groups=dict(zip(ordered, map(groups, replies[2::3]), strict=True)),
     )
 
 
@@ -95,30 +85,6 @@ def _int(reply: object) -> int:
     if isinstance(reply, Exception):  # XLEN of a key that is no stream: say so, as before
         raise reply
     return int(str(reply))
-
-
-def _first_id_ms(reply: object) -> int | None:
-    """The milliseconds part of the first entry's id (when it was added), None when empty."""
-    if not isinstance(reply, list) or not reply:
-        return None
-    return int(str(reply[0][0]).split("-")[0])
-
-
-def _groups(reply: object) -> list[GroupSnapshot]:
-    if not isinstance(reply, list) or isinstance(reply, redis.ResponseError):
-        return []
-    groups = [
-        GroupSnapshot(
-            name=str(group.get("name")),
-            consumers=int(group.get("consumers") or 0),
-            pending=int(group.get("pending") or 0),
-            lag=None if group.get("lag") is None else int(group["lag"]),
-            last_delivered_id=str(group.get("last-delivered-id") or "0-0"),
-        )
-        for group in reply
-        if isinstance(group, dict)
-    ]
-    return sorted(groups, key=lambda group: group.name)
 
 
 def _glob_escape(text: str) -> str:

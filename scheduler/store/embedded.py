@@ -40,6 +40,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from scheduler.core.wording import plural
 from scheduler.store.liveness import redis_process_alive
 from scheduler.store.serverrecord import choose_binary, write_conf
 
@@ -203,12 +204,12 @@ def _others_connected(
 
 def _left_running(replicas: set[str], clients: list[str], socket_path: str) -> str:
     """E.g. `2 other cronlease replicas, 1 other client (unnamed, last command xread)`."""
-    parts = [_plural(len(replicas), "other cronlease replica")] if replicas else []
+    parts = [plural(len(replicas), "other cronlease replica")] if replicas else []
     if clients:
         shown = "; ".join(clients[:_CLIENTS_SHOWN])
         if len(clients) > _CLIENTS_SHOWN:
             shown += f"; {len(clients) - _CLIENTS_SHOWN} more"
-        parts.append(f"{_plural(len(clients), 'other client')} ({shown})")
+        parts.append(f"{plural(len(clients), 'other client')} ({shown})")
     text = ", ".join(parts)
     if not replicas and socket_path:
         # No replica is left to stop it later: say how, or it runs until someone notices.
@@ -217,10 +218,6 @@ def _left_running(replicas: set[str], clients: list[str], socket_path: str) -> s
             f"{shlex.quote(socket_path)} shutdown` stops it once those clients are done"
         )
     return text
-
-
-def _plural(count: int, noun: str) -> str:
-    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 def _start(data_dir: str, socket_path: str, deadline: float) -> EmbeddedRedis:

@@ -1,13 +1,12 @@
-"""Queue stream figures: length, oldest entry's age, pending and undelivered per consumer group.
-
-One pipelined round trip, at most every few seconds; the leader shows them as metrics.
-"""
+"""Queue stream figures: length, first entry, consumer groups (pending, undelivered), as the
+leader's metrics and `cronlease status` read them: one pipelined round trip for all queues."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import redis
 from redis import Redis
@@ -19,8 +18,13 @@ REFRESH_EVERY_S = 5.0
 
 @dataclass(frozen=True)
 class GroupFigures:
+    """One consumer group of a queue stream, as XINFO GROUPS tells it."""
+
+    name: str
+    consumers: int
     pending: int  # delivered to a consumer, not acknowledged
-    undelivered: int | None  # not yet delivered to the group (Redis 7+; None before)
+    lag: int | None  # not yet delivered to the group (Redis 7+; None before)
+    last_delivered_id: str
 
 
 @dataclass(frozen=True)
@@ -28,7 +32,41 @@ class QueueFigures:
     queue: str
     length: int
     oldest_age_s: float  # 0 for an empty (or absent) stream
-    groups: dict[str, GroupFigures] = field(default_factory=dict)
+    groups: list[GroupFigures] = field(default_factory=list)
+
+
+def add_reads(pipe: Any, key: str) -> None:
+    """The three reads of one queue stream (XLEN, XRANGE of its first entry, XINFO GROUPS),
+    all allowed by the ACL rule; parse their replies with first_id_ms and groups."""
+    pipe.xlen(key)
+    pipe.xrange(key, count=1)
+    pipe.xinfo_groups(key)
+
+
+def first_id_ms(reply: object) -> int | None:
+    """The milliseconds part of the first entry's id (when it was added), None when empty."""
+    if not isinstance(reply, list) or not reply:
+        return None
+    return int(str(reply[0][0]).split("-")[0])
+
+
+def groups(reply: object) -> list[GroupFigures]:
+    """XINFO GROUPS, by name; none for a stream no run has reached yet (an error reply) or
+    without XINFO permission."""
+    if not isinstance(reply, list) or isinstance(reply, redis.ResponseError):
+        return []
+    found = [
+        GroupFigures(
+            name=str(group.get("name")),
+            consumers=int(group.get("consumers") or 0),
+            pending=int(group.get("pending") or 0),
+            lag=None if group.get("lag") is None else int(group["lag"]),
+            last_delivered_id=str(group.get("last-delivered-id") or "0-0"),
+        )
+        for group in reply
+        if isinstance(group, dict)
+    ]
+    return sorted(found, key=lambda group: group.name)
 
 
 class QueueStats:
@@ -50,29 +88,19 @@ class QueueStats:
         names = sorted(queues)
         pipe = self._client.pipeline(transaction=False)
         for queue in names:
-            key = self._keys.queue(queue)
-            pipe.xlen(key)
-            pipe.xrange(key, count=1)
-            pipe.xinfo_groups(key)
+            add_reads(pipe, self._keys.queue(queue))
         replies = pipe.execute(raise_on_error=False)
         figures: list[QueueFigures] = []
         for index, queue in enumerate(names):
-            length, first, groups = replies[3 * index : 3 * index + 3]
-            oldest_age_s = 0.0
-            if isinstance(first, list) and first:
-                first_ms = int(str(first[0][0]).split("-")[0])
-                oldest_age_s = max(0.0, redis_now_s - first_ms / 1000)
-            by_group: dict[str, GroupFigures] = {}
-            # No stream yet, or no XINFO permission: nothing to say about groups.
-            if isinstance(groups, list) and not isinstance(groups, redis.ResponseError):
-                for group in groups:
-                    lag = group.get("lag")
-                    by_group[str(group.get("name"))] = GroupFigures(
-                        int(group.get("pending") or 0), None if lag is None else int(lag)
-                    )
+            length, first, group_reply = replies[3 * index : 3 * index + 3]
+            first_ms = first_id_ms(first)
+            oldest_age_s = 0.0 if first_ms is None else max(0.0, redis_now_s - first_ms / 1000)
             figures.append(
                 QueueFigures(
-                    queue, length if isinstance(length, int) else 0, oldest_age_s, by_group
+                    queue,
+                    length if isinstance(length, int) else 0,
+                    oldest_age_s,
+                    groups(group_reply),
                 )
             )
         return figures

@@ -23,7 +23,8 @@ from scheduler.store import embedded
 from scheduler.store.embedded import data_dir_for, ensure_embedded_redis, socket_path_for
 from scheduler.store.liveness import redis_process_alive
 from scheduler.store.redisbin import SERVER_ENV
-from tests.redis_server import wait_until
+from tests.daemons import frozen_state
+from tests.redis_server import free_port, wait_until
 from tests.store.test_embedded import assert_nothing_started, kill_embedded, servers_using
 
 REPO = Path(__file__).resolve().parents[2]
@@ -242,9 +243,7 @@ def test_the_single_machine_mode_serves_http_on_loopback_only(
     config_path: str, tmp_path: Path
 ) -> None:
     # Before: 0.0.0.0 even here, where nothing off this machine has a reason to scrape or probe.
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     log_path = tmp_path / "run.log"
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
@@ -278,8 +277,7 @@ def test_a_sigterm_during_start_up_is_a_clean_stop(config_path: str, tmp_path: P
     log_path = tmp_path / "run.log"
 
     def stopped() -> bool:
-        with open(f"/proc/{process.pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] == "T"
+        return frozen_state(process.pid) == "T"
 
     with open(log_path, "wb") as log:
         process = subprocess.Popen(

@@ -20,13 +20,15 @@ from tests.daemons import (
     KEYS,
     TTL_S,
     Daemon,
+    frozen_state,
     leader_of,
     replicas,
     stream_length,
+    wait_for_fires_past,
     wait_for_leader,
     wait_for_runs,
 )
-from tests.invariants import prove, read_runs
+from tests.invariants import prove
 from tests.redis_server import RedisServer, wait_until
 
 SCHEDULES = """
@@ -57,14 +59,7 @@ def config() -> Config:
 
 def wait_for_fire_after(client: redis.Redis, moment_s: float, timeout_s: float) -> None:
     """Until both schedules have a run whose fire time is at or after `moment_s`."""
-
-    def caught_up() -> bool:
-        latest = {}
-        for run in read_runs(client):
-            latest[run.schedule] = max(latest.get(run.schedule, 0), run.fire_ts)
-        return len(latest) == 2 and min(latest.values()) >= moment_s
-
-    wait_until(caught_up, timeout_s, 0.05)
+    wait_for_fires_past(client, {"beat", "cron-beat"}, moment_s, timeout_s)
 
 
 def test_three_replicas_one_leader_runs_on_time(
@@ -272,9 +267,3 @@ def test_redis_down_for_30_seconds_then_back_resumes_with_catch_up(
     runs = prove(client, config)
     caught_up = [run for run in runs if run.trigger == "catchup"]
     assert len(caught_up) >= 2 * 25, "the outage's fires were caught up"
-
-
-def frozen_state(pid: int) -> str:
-    """The process state letter from /proc: `T` when stopped."""
-    with open(f"/proc/{pid}/stat") as stat:
-        return stat.read().rsplit(")", 1)[1].split()[0]

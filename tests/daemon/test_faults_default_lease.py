@@ -19,7 +19,16 @@ import pytest
 import redis
 
 from scheduler.core.config import parse_config
-from tests.daemons import KEYS, Daemon, leader_of, replicas, wait_for_leader, wait_for_runs
+from tests.daemons import (
+    KEYS,
+    Daemon,
+    latest_fires,
+    leader_of,
+    replicas,
+    wait_for_fires_past,
+    wait_for_leader,
+    wait_for_runs,
+)
 from tests.invariants import prove, read_runs
 from tests.redis_server import RedisServer, wait_until
 
@@ -49,23 +58,6 @@ def write(path: Path, text: str) -> Path:
     return path
 
 
-def latest_fires(client: redis.Redis) -> dict[str, int]:
-    latest: dict[str, int] = {}
-    for run in read_runs(client):
-        latest[run.schedule] = max(latest.get(run.schedule, 0), run.fire_ts)
-    return latest
-
-
-def wait_for_every_schedule_past(
-    client: redis.Redis, names: set[str], moment_s: float, timeout_s: float
-) -> None:
-    def all_past() -> bool:
-        latest = latest_fires(client)
-        return set(latest) >= names and min(latest[n] for n in names) >= moment_s
-
-    wait_until(all_past, timeout_s, 0.05)
-
-
 def rfc3339(ts: int) -> str:
     return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -85,7 +77,7 @@ def test_a_redis_restart_inside_the_lease_keeps_every_schedule_firing(
         fresh_redis_server.restart(down_s=2.0)
         client = fresh_redis_server.client()
         back_at = time.time()
-        wait_for_every_schedule_past(client, {"beat-a", "beat-b", "beat-c"}, back_at + 3, 15)
+        wait_for_fires_past(client, {"beat-a", "beat-b", "beat-c"}, back_at + 3, 15)
         assert leader_of(client) == holder, "the lease outlived the restart: same leader, token"
     runs = prove(client, config)
     restarted = [run for run in runs if run.fire_ts > back_at - 2.5]
@@ -185,7 +177,7 @@ def test_a_wedged_main_loop_gives_up_its_lease(
             withheld_at = time.monotonic()
             successor = wait_for_leader(redis, timeout_s=BOUND_S + SLACK_S, other_than="wedged")
             took_s = time.monotonic() - withheld_at
-            wait_for_every_schedule_past(redis, {"beat-a", "beat-b", "beat-c"}, time.time() + 1, 10)
+            wait_for_fires_past(redis, {"beat-a", "beat-b", "beat-c"}, time.time() + 1, 10)
         assert wedged.alive(), "the HTTP thread and the process live on; only the lease went"
         runs = prove(redis, parse_config(THREE_EVERY_SECOND))
         assert runs[-1].replica == successor
@@ -243,7 +235,7 @@ schedules:
         assert "broken" not in latest_fires(redis)
         redis.delete(KEYS.queue("broken"))
         fixed_at = time.time()
-        wait_for_every_schedule_past(redis, {"good-1", "broken", "good-2"}, fixed_at + 1, 15)
+        wait_for_fires_past(redis, {"good-1", "broken", "good-2"}, fixed_at + 1, 15)
         assert daemon.logged("takes runs again")
     runs = prove(redis, parse_config(text))
     broken = [run for run in runs if run.schedule == "broken"]
