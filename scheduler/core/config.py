@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Mapping
 
+from scheduler.core.queues import QueueSpec, parse_queues
 from scheduler.core.schedule import Config, ConfigError, Note, Problem, Schedule
 from scheduler.core.schedulecheck import FIELD_KEYS, TRIGGER_KEYS, ScheduleChecker, did_you_mean
 from scheduler.core.yamlsource import LineMap, load_yaml
 
-TOP_KEYS = ("defaults", "schedules")
+TOP_KEYS = ("defaults", "schedules", "queues")
 
 
 def parse_config(text: str, source: str = "schedules.yaml", now_ts: int | None = None) -> Config:
@@ -73,6 +75,7 @@ def parse_config(text: str, source: str = "schedules.yaml", now_ts: int | None =
         for key in [k for k in defaults if k not in FIELD_KEYS]:
             del defaults[key]  # reported above; dropping it keeps one problem from echoing
 
+    queues = parse_queues(root, problems)
     body = root.get("schedules")
     schedules: list[Schedule] = []
     warnings: list[Problem] = []
@@ -104,6 +107,7 @@ def parse_config(text: str, source: str = "schedules.yaml", now_ts: int | None =
                 schedules.append(schedule)
         problems.extend(checker.problems)
         warnings.extend(checker.warnings)
+        problems.extend(_fits_its_queue(s, queues) for s in schedules if _misfits(s, queues))
     if problems:
         raise ConfigError(source, problems)
     digest = hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -111,7 +115,27 @@ def parse_config(text: str, source: str = "schedules.yaml", now_ts: int | None =
         source=source,
         schedules=tuple(schedules),
         digest=digest,
+        queues=queues,
         warnings=tuple(sorted(warnings, key=lambda w: w.line)),
+    )
+
+
+# Targets with no positional arguments: a list of args has nowhere to go.
+_NO_POSITIONAL = {"bullmq": "one data mapping"}
+
+
+def _misfits(schedule: Schedule, queues: Mapping[str, QueueSpec]) -> bool:
+    spec = queues.get(schedule.queue)
+    return spec is not None and spec.target in _NO_POSITIONAL and isinstance(schedule.args, tuple)
+
+
+def _fits_its_queue(schedule: Schedule, queues: Mapping[str, QueueSpec]) -> Problem:
+    spec = queues[schedule.queue]
+    return Problem(
+        schedule.line,
+        f"schedule {schedule.name!r}: args is a list, but queue {schedule.queue!r} goes to "
+        f"{spec.target}, whose jobs take {_NO_POSITIONAL[spec.target]} (line {spec.line}); "
+        "write args as a mapping",
     )
 
 

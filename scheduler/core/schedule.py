@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from zoneinfo import ZoneInfo
 
 from scheduler.core.timeline import Timeline
+
+if TYPE_CHECKING:
+    from scheduler.core.queues import QueueSpec
 
 CatchupPolicy = Literal["all", "latest", "skip"]
 CATCHUP_POLICIES: tuple[CatchupPolicy, ...] = ("all", "latest", "skip")
@@ -22,7 +25,7 @@ class Schedule:
     kind: Literal["cron", "every", "at"]
     spec: str  # the trigger as written: a cron expression, a duration, an instant
     job: str
-    args: Mapping[str, Any]
+    args: Mapping[str, Any] | tuple[Any, ...]  # keyword arguments, or positional ones
     args_json: str
     queue: str
     timezone: ZoneInfo
@@ -62,9 +65,18 @@ class Config:
     source: str
     schedules: tuple[Schedule, ...]
     digest: str  # sha256 of the file's bytes, short: identifies a config across replicas
+    # Where runs go, per queue that is not a plain cronlease stream (core/queues.py).
+    queues: Mapping[str, QueueSpec] = field(default_factory=dict)
     # Valid but probably not meant (a one-shot in the past): only when the loader was given
     # `now`, which the daemon does not give; never part of equality, as the text decides that.
     warnings: tuple[Problem, ...] = field(default=(), compare=False)
+
+    def queue(self, name: str) -> QueueSpec:
+        """Where a queue's runs go: its `queues:` entry, else a cronlease stream."""
+        from scheduler.core.queues import stream_queue  # queues.py builds on this module
+
+        spec = self.queues.get(name)
+        return spec if spec is not None else stream_queue(name)
 
     def by_name(self) -> dict[str, Schedule]:
         return {s.name: s for s in self.schedules}

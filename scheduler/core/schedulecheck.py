@@ -6,7 +6,7 @@ import difflib
 import json
 import re
 import zoneinfo
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from types import MappingProxyType
 from typing import Any, Literal, cast
@@ -132,8 +132,12 @@ class ScheduleChecker:
 
         args = merged.get("args", {})
         args_json = "{}"
-        if not isinstance(args, dict):
-            self.problem(where("args"), f"schedule {name!r}: args must be a mapping, e.g. {{a: 1}}")
+        if not isinstance(args, (dict, list)):
+            self.problem(
+                where("args"),
+                f"schedule {name!r}: args must be a mapping (keyword arguments, e.g. {{a: 1}}) "
+                "or a list (positional ones, e.g. [1, pdf])",
+            )
         else:
             try:
                 if any(not isinstance(k, str) for k in _all_keys(args)):
@@ -220,7 +224,7 @@ class ScheduleChecker:
             kind=cast(Literal["cron", "every", "at"], kind),
             spec=spec_text,
             job=cast(str, job).strip(),
-            args=MappingProxyType(json.loads(args_json)),
+            args=_frozen_args(json.loads(args_json)),
             args_json=args_json,
             queue=cast(str, queue),
             timezone=zone,
@@ -355,6 +359,10 @@ def _all_keys(value: Any) -> list[Any]:
         for item in value:
             keys.extend(_all_keys(item))
     return keys
+
+
+def _frozen_args(args: Any) -> Mapping[str, Any] | tuple[Any, ...]:
+    return tuple(args) if isinstance(args, list) else MappingProxyType(args)
 
 
 def _to_instant(raw: Any, zone: ZoneInfo) -> int:

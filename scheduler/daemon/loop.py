@@ -38,7 +38,7 @@ from scheduler.store.lease import LeaseKeeper, LeaseTiming
 from scheduler.store.queuestats import QueueStats
 from scheduler.store.scripts import Scripts
 from scheduler.store.serverchecks import warn_about_server
-from scheduler.targets.stream import StreamTarget
+from scheduler.targets.router import RoutedTarget
 
 log = logging.getLogger("scheduler.daemon")  # the name operators grep for, as before the split
 
@@ -77,7 +77,9 @@ class Daemon:
         self.ticker = Ticker(config.schedules)
         self.writer = BatchWriter(
             self.ticker,
-            StreamTarget(self.scripts, keys),
+            RoutedTarget(
+                self.scripts, keys, config.queues, _own_db(self.client), _is_cluster(self.client)
+            ),
             self.lease,
             self.clock,
             self.scripts,
@@ -386,3 +388,13 @@ class Daemon:
             self._revive()
         except (RuntimeError, OSError) as error:
             log.warning("could not restart the embedded Redis: %s", error)
+
+
+def _own_db(client: Redis) -> int:
+    """The logical database the scheduler's keys are in (a target in another one is SELECTed)."""
+    pool = getattr(client, "connection_pool", None)
+    return int(pool.connection_kwargs.get("db", 0) or 0) if pool is not None else 0
+
+
+def _is_cluster(client: Redis) -> bool:
+    return getattr(client, "connection_pool", None) is None

@@ -89,10 +89,15 @@ class BatchWriter:
         self._unrecorded: dict[str, int] = {}
         self._refused_queues: set[str] = set()
         self._jitter_s: dict[str, int] = {}
+        self._config: Config | None = None
         self.summary = Summary()
 
     def configure(self, config: Config) -> None:
         self._jitter_s = {s.name: s.jitter_s for s in config.schedules if s.jitter_s}
+        self._config = config
+        configure = getattr(self.target, "configure", None)
+        if configure is not None:
+            configure(config.queues)
 
     def reset(self, why: str = "the term ended") -> None:
         """A new term (or none): the ticker starts afresh from Redis's cursors on election. The
@@ -166,7 +171,7 @@ class BatchWriter:
                 self.ticker.settle()  # misfires and disabled schedules only: nothing to write
                 self._count_unwritten(batch)
                 return
-            prepared = self.target.prepare(lease, batch.fires)
+            prepared = self.target.prepare(lease, batch.fires, at)
         except BaseException:
             self.ticker.requeue()
             raise
@@ -243,11 +248,10 @@ class BatchWriter:
                 queues.add(fire.schedule.queue)
         for queue in sorted(queues - self._refused_queues):
             log.error(
-                "queue %r REFUSED runs: its key %s holds another type than a stream; its "
-                "schedules wait (cursor unmoved, retried every %gs) until the key is removed or "
-                "renamed; other queues are not affected",
+                "queue %r REFUSED runs: %s; its schedules wait (cursor unmoved, retried every "
+                "%gs) until that changes; other queues are not affected",
                 queue,
-                self.keys.queue(queue),
+                self._why_refused(queue),
                 REFUSED_RETRY_S,
                 extra={"event": "queue_refused"},
             )
@@ -256,6 +260,18 @@ class BatchWriter:
             log.warning("queue %r takes runs again", queue, extra={"event": "queue_recovered"})
         self._refused_queues = (self._refused_queues - delivered) | queues
         return refused
+
+    def _why_refused(self, queue: str) -> str:
+        reason = self.target.refusal(queue)
+        if reason is not None:
+            return reason
+        spec = self._config.queue(queue) if self._config is not None else None
+        if spec is None or spec.target == "stream":
+            return f"its key {self.keys.queue(queue)} holds another type than a stream"
+        return (
+            f"a key of {spec.describe()} holds another type than {spec.target} uses there "
+            "(another program's key of the same name?); remove or rename it"
+        )
 
     def _record_cursors(self) -> Demotion | None:
         lease = self.lease.lease

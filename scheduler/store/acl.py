@@ -19,6 +19,10 @@ SCRIPT_COMMANDS = (
     "xadd", "zadd", "zrangebyscore", "zrem",
     "xack", "xdel",
 )  # fmt: skip
+# Only with queues delivered into other job systems (ENQUEUE_TARGET, WRITE_RUNS): SELECT for a
+# target in another logical db, and the writes a target module may use (targets/encoding.py).
+TARGET_COMMANDS = ("select", "lpush", "rpush", "hset", "sadd", "zadd", "psetex", "set", "incr",
+    "xadd", "type", "exists", "llen", "zcard")  # fmt: skip
 # Sent by the daemon (daemon/, store/queuestats.py, store/durability.py), the operator commands
 # (cli/control.py, status/snapshot.py), the status page (web/, status/runs.py), the worker
 # (worker/, store/workqueue.py, cli/dlq.py), and by redis-py when it connects: CLIENT SETNAME.
@@ -39,10 +43,11 @@ CLIENT_COMMANDS = (
 CLUSTER_COMMANDS = ("cluster|slots", "command")
 
 
-def acl_commands(cluster: bool = False) -> list[str]:
+def acl_commands(cluster: bool = False, targets: bool = False) -> list[str]:
     """Every command the rule allows, without duplicates, in a stable order."""
     seen: dict[str, None] = {}
-    for name in (*SCRIPT_COMMANDS, *CLIENT_COMMANDS, *(CLUSTER_COMMANDS if cluster else ())):
+    extra = (*(CLUSTER_COMMANDS if cluster else ()), *(TARGET_COMMANDS if targets else ()))
+    for name in (*SCRIPT_COMMANDS, *CLIENT_COMMANDS, *extra):
         seen.setdefault(name, None)
     return list(seen)
 

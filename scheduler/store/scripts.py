@@ -23,6 +23,7 @@ from scheduler.store.lua import (
     ADVANCE_CURSORS,
     BACKFILL,
     ENQUEUE_STREAM,
+    ENQUEUE_TARGET,
     FORGET,
     HEARTBEAT,
     LEADER_INFO,
@@ -30,6 +31,7 @@ from scheduler.store.lua import (
     MANUAL,
     RELEASE,
     RENEW,
+    WRITE_RUNS,
 )
 
 
@@ -57,6 +59,8 @@ class Scripts:
         self._renew: Script = client.register_script(RENEW)
         self._release: Script = client.register_script(RELEASE)
         self._enqueue: Script = client.register_script(ENQUEUE_STREAM)
+        self._enqueue_target: Script = client.register_script(ENQUEUE_TARGET)
+        self._write_runs: Script = client.register_script(WRITE_RUNS)
         self._enqueue_keys = (keys.leader, keys.cursor, keys.paused)
         self._client = client
         self._heartbeat: Script = client.register_script(HEARTBEAT)
@@ -99,9 +103,44 @@ class Scripts:
             ("EVALSHA", sha, 3 + len(c.streams), *keys, *c.streams, *head, c.count, *c.fire_args)
             for c in calls
         ]
+        return self._batch(commands, ENQUEUE_STREAM)
+
+    def target_commands(
+        self, lease: Lease, calls: Sequence[TargetCall], own_db: int
+    ) -> EnqueueBatch:
+        """ENQUEUE_TARGET calls as commands, RESP-encoded ahead of time, as enqueue_commands."""
+        sha, keys = self._enqueue_target.sha, self._enqueue_keys
+        commands = [
+            (
+                "EVALSHA",
+                sha,
+                3 + len(c.keys),
+                *keys,
+                *c.keys,
+                lease.value,
+                own_db,
+                "" if c.db is None or c.db == own_db else c.db,
+                c.count,
+                *c.fire_args,
+            )
+            for c in calls
+        ]
+        return self._batch(commands, ENQUEUE_TARGET)
+
+    def write_runs(
+        self, keys: Sequence[str], db: int | None, count: int, args: Sequence[Any]
+    ) -> list[int]:
+        """WRITE_RUNS: operator runs into a target queue; one code per run (1 written, 0 there
+        already). Raises RedisError naming the key when one holds another type."""
+        reply = self._write_runs(keys=list(keys), args=["" if db is None else db, count, *args])
+        if reply and int(reply[0]) == -3:
+            raise RedisError(f"the key {_text(reply[1])} holds another type than the target writes")
+        return [int(code) for code in reply]
+
+    def _batch(self, commands: list[tuple[Any, ...]], script: str) -> EnqueueBatch:
         if self._packer is None:  # a cluster client routes each call itself
-            return EnqueueBatch(commands, None)
-        return EnqueueBatch(commands, [self._packer.pack_command(*c) for c in commands])
+            return EnqueueBatch(commands, None, script)
+        return EnqueueBatch(commands, [self._packer.pack_command(*c) for c in commands], script)
 
     def run_enqueue(self, batch: EnqueueBatch) -> list[EnqueueReply]:
         """Send every call on one connection before reading any reply: Redis works on the first
@@ -110,7 +149,7 @@ class Scripts:
         replies = self._pipelined(batch.commands, batch.packed)
         missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
         if missing:
-            self._client.script_load(ENQUEUE_STREAM)
+            self._client.script_load(batch.script)
             retried = self._pipelined([batch.commands[i] for i in missing], None)
             for index, reply in zip(missing, retried, strict=True):
                 replies[index] = reply
@@ -265,9 +304,18 @@ class EnqueueCall:
 
 
 @dataclass(frozen=True)
+class TargetCall:
+    keys: Sequence[str]  # KEYS[4..]: every target key the call's ops touch
+    db: int | None  # the target's logical db (None: the scheduler's)
+    fire_args: Sequence[Any]  # per fire, in ENQUEUE_TARGET's ARGV order
+    count: int
+
+
+@dataclass(frozen=True)
 class EnqueueBatch:
     commands: list[tuple[Any, ...]]
     packed: list[list[bytes]] | None  # the same, RESP-encoded, when the client allows it
+    script: str = ENQUEUE_STREAM  # the script's text, loaded again on NOSCRIPT
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,11 @@
 """Where runs go. A target writes a batch of due fires atomically with the fence and the cursor.
 
-The seam: a target is one module with one class implementing `Target`. Targets inside the same
-Redis (a Celery, RQ, Sidekiq or BullMQ queue) add one Lua script to store/lua.py that differs from
-ENQUEUE_STREAM only in how it writes the run, keeping fence check, cursor check and cursor advance
-in the same atomic call. Targets outside Redis go through an outbox: the stream target writes to
-an outbox stream and a relay delivers from there, so the atomic step stays inside Redis.
+The seam: `RoutedTarget` (router.py) sends each fire to its queue's target. cronlease streams
+are written by stream.py (ENQUEUE_STREAM); another job system in the same Redis (Celery, RQ,
+Sidekiq, arq, Dramatiq, BullMQ) has one pure module here with an `Encoder` (encoding.py) that
+turns a run into Redis writes, which ENQUEUE_TARGET executes inside the same fenced call as the
+cursor. Targets outside Redis go through an outbox: the script writes to an outbox stream and a
+relay delivers from there, so the atomic step stays inside Redis.
 """
 
 from __future__ import annotations
@@ -23,13 +24,17 @@ class Prepared(Protocol):
 
 
 class Target(Protocol):
-    def prepare(self, lease: Lease, fires: Sequence[DueFire]) -> Prepared:
-        """Encode `fires` (grouped by schedule, in fire-time order within one) for sending. The
-        leader prepares a second's batch before the second begins, so that at the instant only
-        the write itself is left."""
+    def prepare(self, lease: Lease, fires: Sequence[DueFire], at: float) -> Prepared:
+        """Encode `fires` (grouped by schedule, in fire-time order within one) for sending at
+        `at` (Redis time). The leader prepares a second's batch before the second begins, so
+        that at the instant only the write itself is left."""
         ...
 
     def send(self, prepared: Prepared) -> Written:
         """Write a prepared batch: each schedule's fires fenced, de-duplicated and written
         atomically."""
+        ...
+
+    def refusal(self, queue: str) -> str | None:
+        """Why `queue` cannot take runs at all here (None: it can)."""
         ...

@@ -35,7 +35,7 @@ class StreamTarget:
         self._scripts = scripts
         self._keys = keys
 
-    def prepare(self, lease: Lease, fires: Sequence[DueFire]) -> PreparedStream:
+    def prepare(self, lease: Lease, fires: Sequence[DueFire], at: float = 0.0) -> PreparedStream:
         calls = self._calls(fires)
         commands = self._scripts.enqueue_commands(lease, calls)
         return PreparedStream(fires, commands, [call.count for call in calls])
@@ -53,6 +53,9 @@ class StreamTarget:
                 outcomes.extend(_CODES[code] for code in reply.codes)
                 times.extend([reply.enqueued_at_s] * count)
         return Written(outcomes, times)
+
+    def refusal(self, queue: str) -> str | None:
+        return None
 
     def enqueue(self, lease: Lease, fires: Sequence[DueFire]) -> Written:
         return self.send(self.prepare(lease, fires))

@@ -356,9 +356,10 @@ schedules:
     cron: "0 3 * * *"
     job: reports.nightly
     args: [pdf]
+    args: {}
 """,
-        [(5, ["args must be a mapping"])],
-        id="args as a list are refused",
+        [(6, ["duplicate key"])],
+        id="args given twice are refused",
     ),
     pytest.param(
         """\

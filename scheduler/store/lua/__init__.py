@@ -1,0 +1,42 @@
+"""Every Lua script cronlease runs, in one place: each with its KEYS and ARGV contract.
+
+lease.py (the lease and the replicas' bookkeeping), enqueue.py (runs into cronlease's streams),
+targets.py (runs into other job systems' queues), workqueue.py (cronlease's own worker). The
+typed calls around them are in scheduler/store/scripts.py and workqueue.py. All of cronlease's
+keys share the namespace hash tag (see keys.py), so each script may touch any of them, on Redis
+Cluster too.
+"""
+
+from scheduler.store.lua.enqueue import _LUA_RFC3339, BACKFILL, ENQUEUE_STREAM, MANUAL
+from scheduler.store.lua.lease import (
+    ACQUIRE,
+    ADVANCE_CURSORS,
+    FORGET,
+    HEARTBEAT,
+    LEADER_INFO,
+    LEAVE,
+    RELEASE,
+    RENEW,
+)
+from scheduler.store.lua.targets import ENQUEUE_TARGET, WRITE_RUNS
+from scheduler.store.lua.workqueue import PROMOTE, REPLAY, SETTLE
+
+__all__ = [
+    "ACQUIRE",
+    "ADVANCE_CURSORS",
+    "BACKFILL",
+    "ENQUEUE_STREAM",
+    "ENQUEUE_TARGET",
+    "FORGET",
+    "HEARTBEAT",
+    "LEADER_INFO",
+    "LEAVE",
+    "MANUAL",
+    "PROMOTE",
+    "RELEASE",
+    "RENEW",
+    "REPLAY",
+    "SETTLE",
+    "WRITE_RUNS",
+    "_LUA_RFC3339",
+]
