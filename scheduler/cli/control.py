@@ -43,6 +43,7 @@ from scheduler.store.connection import redact
 from scheduler.store.embedded import data_dir_for, socket_path_for, unix_url
 from scheduler.store.keys import Keys
 from scheduler.store.scripts import Scripts
+from scheduler.targets.registry import target_queues_of
 
 EXIT_OK = 0
 EXIT_UNAVAILABLE = 1
@@ -122,7 +123,8 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
 
     def action(client: Redis, keys: Keys, url: str) -> int:
         queues = {s.queue for s in config.schedules} if config is not None else set()
-        snap = read_snapshot(client, keys, queues)
+        targets = target_queues_of(config.queues) if config is not None else {}
+        snap = read_snapshot(client, keys, queues, targets)
         report = build_report(
             snap,
             config,

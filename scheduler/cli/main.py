@@ -25,6 +25,7 @@ from scheduler.core.config import load_config
 from scheduler.core.schedule import ConfigError
 from scheduler.core.timefmt import parse_instant, rfc3339_local, rfc3339_utc
 from scheduler.core.wording import plural
+from scheduler.store.keys import Keys
 
 EXIT_OK = 0
 EXIT_UNAVAILABLE = 1
@@ -46,6 +47,19 @@ def cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
         f"{settings.config_path}: OK, {plural(len(config.schedules), 'schedule')} "
         f"({enabled} enabled){warned}, config hash {config.digest}"
     )
+    # Where each queue's runs go: a typo'd queue name silently makes a new stream, so say it.
+    used: dict[str, int] = {}
+    for schedule in config.schedules:
+        used[schedule.queue] = used.get(schedule.queue, 0) + 1
+    for queue in sorted(set(used) | set(config.queues)):
+        spec = config.queue(queue)
+        where = (
+            f"stream {Keys(settings.namespace).queue(queue)}"
+            if spec.target == "stream"
+            else spec.describe()
+        )
+        users = plural(used.get(queue, 0), "schedule")
+        print(f"  queue {queue}: {where} ({users})")
     return EXIT_OK
 
 

@@ -109,11 +109,11 @@ def render_text(report: StatusReport) -> list[str]:
     lines.append("")
     if report.queues:
         lines += table(
-            ("QUEUE", "STREAM", "LENGTH", "PENDING", "OLDEST"),
+            ("QUEUE", "RUNS GO TO", "LENGTH", "PENDING", "OLDEST"),
             [
                 (
                     q.name,
-                    q.stream,
+                    f"stream {q.stream}" if q.stream is not None else q.target,
                     str(q.length),
                     "-" if q.pending is None else str(q.pending),
                     "-" if q.oldest_age_s is None else f"{span(q.oldest_age_s)} old",

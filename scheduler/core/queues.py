@@ -8,6 +8,7 @@ Pure: nothing here knows Redis, only what the user wrote.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -131,12 +132,16 @@ OPTIONS: dict[str, dict[str, _Option]] = {
     },
     "bullmq": {
         "prefix": (_text, "bull"),
+        # The Queue's streams.events.maxLen: the events stream is trimmed to about this.
+        "max_len_events": (_int_between(1, 10**9), 10000),
     },
 }
 COMMON_KEYS = ("target", "name", "db")
 
 # Target queue names: what each system accepts as its own queue name.
-_BAD_NAME_CHARS = {"bullmq": ":", "rq": ":", "dramatiq": ":"}
+_BAD_NAME_CHARS = {"bullmq": ":", "rq": ":"}
+# dramatiq/actor.py _queue_name_re; `.DQ` and `.XQ` name its delay and dead-letter queues.
+_DRAMATIQ_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9._-]*")
 
 
 def parse_queues(root: LineMap, problems: list[Problem]) -> Mapping[str, QueueSpec]:
@@ -234,6 +239,14 @@ def _parse_queue(
             bad = _BAD_NAME_CHARS.get(target, "")
             if bad and bad in str(name):
                 raise ValueError(f"{name!r} contains {bad!r}, which {target} reserves")
+            if target == "dramatiq" and (
+                not _DRAMATIQ_NAME.fullmatch(str(name)) or str(name).endswith((".DQ", ".XQ"))
+            ):
+                raise ValueError(
+                    f"{name!r} is not a Dramatiq queue name: a letter or _ first, then letters, "
+                    "digits, '.', '_' or '-', and not ending in .DQ or .XQ (its delay and dead "
+                    "letter queues)"
+                )
         except ValueError as error:
             problems.append(Problem(where("name"), f"queue {queue!r}: name {error}"))
     db = value.get("db")

@@ -89,9 +89,9 @@ class Daemon:
             durability,
             timing.ttl_s,
         )
-        self.heartbeat = Heartbeat(
-            self.scripts, QueueStats(self.client, keys), metrics, replica_id, timing
-        )
+        queue_stats = QueueStats(self.client, keys)
+        self.writer.on_targets = queue_stats.set_targets
+        self.heartbeat = Heartbeat(self.scripts, queue_stats, metrics, replica_id, timing)
         self._watch = ConfigWatch(config.source)
         self._reload_requested = False
         self._loader = ConfigLoader(metrics, on_loaded=lambda: self._wake.set())

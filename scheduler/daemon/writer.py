@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from redis import Redis
@@ -28,6 +28,7 @@ from scheduler.store.clock import RedisClock
 from scheduler.store.durability import Durability
 from scheduler.store.keys import Keys
 from scheduler.store.lease import LeaseKeeper
+from scheduler.store.queuestats import TargetQueue
 from scheduler.store.scripts import Scripts
 from scheduler.targets import Prepared, Target
 
@@ -90,6 +91,8 @@ class BatchWriter:
         self._refused_queues: set[str] = set()
         self._jitter_s: dict[str, int] = {}
         self._config: Config | None = None
+        # Told where target queues keep their runs, on every (re)configuration (queue gauges).
+        self.on_targets: Callable[[Mapping[str, TargetQueue]], None] | None = None
         self.summary = Summary()
 
     def configure(self, config: Config) -> None:
@@ -98,6 +101,9 @@ class BatchWriter:
         configure = getattr(self.target, "configure", None)
         if configure is not None:
             configure(config.queues)
+        target_queues = getattr(self.target, "target_queues", None)
+        if target_queues is not None and self.on_targets is not None:
+            self.on_targets(target_queues())
 
     def reset(self, why: str = "the term ended") -> None:
         """A new term (or none): the ticker starts afresh from Redis's cursors on election. The

@@ -130,8 +130,16 @@ class Metrics:
         )
         self.queue_length = Gauge(
             "cronlease_queue_length",
-            "Entries in the queue stream (leader only)",
+            "Runs waiting in the queue: its stream's entries, or the target's own queue "
+            "(list length, zset size; leader only)",
             ["queue"],
+            registry=r,
+        )
+        self.queue_target = Gauge(
+            "cronlease_queue_target_info",
+            "Where each queue's runs go: target (stream, celery, rq, ...), the target's own "
+            "queue name and logical db ('' for the scheduler's)",
+            ["queue", "target", "name", "db"],
             registry=r,
         )
         self.queue_pending = Gauge(
@@ -221,19 +229,25 @@ class Metrics:
         self.set_schedules([s.name for s in config.schedules], intervals)
         enabled = sum(1 for s in config.schedules if s.enabled)
         self.schedules.labels("enabled").set(enabled)
+        self.queue_target.clear()
+        for queue in sorted({s.queue for s in config.schedules} | set(config.queues)):
+            spec = config.queue(queue)
+            db = "" if spec.db is None else str(spec.db)
+            self.queue_target.labels(queue, spec.target, spec.name, db).set(1)
         self.schedules.labels("disabled").set(len(config.schedules) - enabled)
 
     def show_queue(
         self,
         queue: str,
         length: int,
-        oldest_age_s: float,
+        oldest_age_s: float | None,
         groups: Mapping[str, tuple[int, int | None]],
     ) -> None:
         """One queue's figures: `groups` maps a consumer group to (pending, undelivered or
         None where Redis does not say, before 7.0)."""
         self.queue_length.labels(queue).set(length)
-        self.queue_oldest_age.labels(queue).set(oldest_age_s)
+        if oldest_age_s is not None:  # None: another job system's queue, whose age is its own
+            self.queue_oldest_age.labels(queue).set(oldest_age_s)
         for group, (pending, undelivered) in groups.items():
             self.queue_pending.labels(queue, group).set(pending)
             if undelivered is not None:

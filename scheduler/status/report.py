@@ -102,11 +102,13 @@ class GroupView:
 @dataclass(frozen=True)
 class QueueView:
     name: str
-    stream: str
+    stream: str | None  # the queue's stream key; None when it goes to another job system
     length: int
     pending: int | None  # over every consumer group; None: no group reads it
     oldest_age_s: float | None  # of its first entry; None: empty
     groups: list[GroupView]
+    # Where its runs go (`queues:`): "stream", or e.g. "celery queue 'mail' in db 1".
+    target: str = "stream"
 
 
 @dataclass(frozen=True)
@@ -217,19 +219,23 @@ def build_report(
         unknown_schedules=unknown,
         paused=sorted(snap.paused),
         queues=[
-            _queue(snap, keys, name, length) for name, length in sorted(snap.queue_lengths.items())
+            _queue(snap, keys, name, length, config)
+            for name, length in sorted(snap.queue_lengths.items())
         ],
     )
 
 
-def _queue(snap: Snapshot, keys: Keys, name: str, length: int) -> QueueView:
+def _queue(snap: Snapshot, keys: Keys, name: str, length: int, config: Config | None) -> QueueView:
     groups = [
         GroupView(g.name, g.consumers, g.pending, g.lag) for g in snap.queue_groups.get(name, ())
     ]
     oldest_ms = snap.queue_oldest_ms.get(name)
+    spec = config.queue(name) if config is not None else None
+    is_stream = spec is None or spec.target == "stream"
     return QueueView(
         name=name,
-        stream=keys.queue(name),
+        stream=keys.queue(name) if is_stream else None,
+        target="stream" if spec is None else spec.describe(),
         length=length,
         pending=sum(g.pending for g in groups) if groups else None,
         oldest_age_s=None

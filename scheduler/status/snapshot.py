@@ -8,7 +8,14 @@ from dataclasses import dataclass, field
 from redis import Redis
 
 from scheduler.store.keys import Keys
-from scheduler.store.queuestats import GroupFigures, add_reads, first_id_ms, groups
+from scheduler.store.queuestats import (
+    GroupFigures,
+    TargetQueue,
+    add_reads,
+    first_id_ms,
+    groups,
+    target_lengths,
+)
 
 # The status report names it by what it is there: a consumer group of a snapshot's queue.
 GroupSnapshot = GroupFigures
@@ -32,10 +39,17 @@ class Snapshot:
     queue_groups: Mapping[str, Sequence[GroupSnapshot]] = field(default_factory=dict)
 
 
-def read_snapshot(client: Redis, keys: Keys, queues: Iterable[str]) -> Snapshot:
+def read_snapshot(
+    client: Redis,
+    keys: Keys,
+    queues: Iterable[str],
+    targets: Mapping[str, TargetQueue] | None = None,
+) -> Snapshot:
     """The lease, replicas, cursors and pauses in one MULTI; then every queue's length, first
     entry and consumer groups in one pipeline (XLEN, XRANGE, XINFO GROUPS: what the ACL rule of
-    store/acl.py allows)."""
+    store/acl.py allows). Queues in `targets` are another job system's: their length is read
+    from its keys, and they have no first entry or groups here."""
+    targets = targets or {}
     pipe = client.pipeline(transaction=True)
     # TIME has no key, so Redis Cluster cannot put it in a MULTI: read it just before instead.
     clustered = not isinstance(client, Redis)
@@ -58,13 +72,14 @@ def read_snapshot(client: Redis, keys: Keys, queues: Iterable[str]) -> Snapshot:
     names = set(queues)
     for key in client.scan_iter(match=_glob_escape(prefix) + "*", count=1000, _type="stream"):
         names.add(str(key)[len(prefix) :])
-    ordered = sorted(names)
+    ordered = sorted(names - set(targets))
     figures = client.pipeline(transaction=False)
     for name in ordered:
         add_reads(figures, keys.queue(name))
     # XINFO GROUPS on a queue no run has reached yet (no stream) is an error, not "no groups".
     replies = figures.execute(raise_on_error=False) if ordered else []
     counts = [_int(reply) for reply in replies[0::3]]
+    target_counts = target_lengths(client, {q: t for q, t in targets.items() if q in names})
     return Snapshot(
         now_s=int(now[0]) + int(now[1]) / 1e6,
         leader_value=leader,
@@ -75,7 +90,7 @@ def read_snapshot(client: Redis, keys: Keys, queues: Iterable[str]) -> Snapshot:
         replica_info=replica_info,
         cursors={name: int(float(ts)) for name, ts in cursors.items()},
         paused=frozenset(paused),
-        queue_lengths=dict(zip(ordered, counts, strict=True)),
+        queue_lengths={**dict(zip(ordered, counts, strict=True)), **target_counts},
         queue_oldest_ms=dict(zip(ordered, map(first_id_ms, replies[1::3]), strict=True)),
         queue_groups=dict(zip(ordered, map(groups, replies[2::3]), strict=True)),
     )

@@ -22,7 +22,7 @@ SCRIPT_COMMANDS = (
 # Only with queues delivered into other job systems (ENQUEUE_TARGET, WRITE_RUNS): SELECT for a
 # target in another logical db, and the writes a target module may use (targets/encoding.py).
 TARGET_COMMANDS = ("select", "lpush", "rpush", "hset", "sadd", "zadd", "psetex", "set", "incr",
-    "xadd", "type", "exists", "llen", "zcard")  # fmt: skip
+    "xadd", "type", "exists", "llen", "zcard", "hexists")  # fmt: skip
 # Sent by the daemon (daemon/, store/queuestats.py, store/durability.py), the operator commands
 # (cli/control.py, status/snapshot.py), the status page (web/, status/runs.py), the worker
 # (worker/, store/workqueue.py, cli/dlq.py), and by redis-py when it connects: CLIENT SETNAME.

@@ -4,7 +4,7 @@ leader's metrics and `cronlease status` read them: one pipelined round trip for 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,6 +12,7 @@ import redis
 from redis import Redis
 
 from scheduler.store.keys import Keys
+from scheduler.store.lua import QUEUE_LENGTHS
 
 REFRESH_EVERY_S = 5.0
 
@@ -31,8 +32,35 @@ class GroupFigures:
 class QueueFigures:
     queue: str
     length: int
-    oldest_age_s: float  # 0 for an empty (or absent) stream
+    oldest_age_s: float | None  # 0 for an empty (or absent) stream; None: a target's (unknown)
     groups: list[GroupFigures] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class TargetQueue:
+    """Where another job system keeps a queue's waiting runs: (key, "list" | "zset") pairs."""
+
+    db: int | None
+    keys: Sequence[tuple[str, str]]
+
+
+def target_lengths(client: Redis, targets: Mapping[str, TargetQueue]) -> dict[str, int]:
+    """Each target queue's waiting runs, summed over its keys: one QUEUE_LENGTHS call per
+    queue, pipelined (the script SELECTs the target's db for itself alone)."""
+    if not targets:
+        return {}
+    names = sorted(targets)
+    script = client.register_script(QUEUE_LENGTHS)
+    pipe = client.pipeline(transaction=False)
+    for name in names:
+        target = targets[name]
+        args = ["" if target.db is None else target.db, *(kind for _, kind in target.keys)]
+        script(keys=[key for key, _ in target.keys], args=args, client=pipe)
+    replies = pipe.execute(raise_on_error=False)
+    return {
+        name: sum(int(size) for size in reply) if isinstance(reply, list) else 0
+        for name, reply in zip(names, replies, strict=True)
+    }
 
 
 def add_reads(pipe: Any, key: str) -> None:
@@ -74,6 +102,11 @@ class QueueStats:
         self._client = client
         self._keys = keys
         self._next_mono = 0.0
+        self._targets: Mapping[str, TargetQueue] = {}
+
+    def set_targets(self, targets: Mapping[str, TargetQueue]) -> None:
+        """Queues delivered into other job systems: their length is read from there."""
+        self._targets = dict(targets)
 
     def reset(self) -> None:
         """The next read() reads at once (a new leader shows figures without waiting)."""
@@ -85,7 +118,9 @@ class QueueStats:
         if now_mono < self._next_mono:
             return None
         self._next_mono = now_mono + REFRESH_EVERY_S
-        names = sorted(queues)
+        wanted = set(queues)
+        names = sorted(wanted - set(self._targets))
+        targets = {q: t for q, t in self._targets.items() if q in wanted}
         pipe = self._client.pipeline(transaction=False)
         for queue in names:
             add_reads(pipe, self._keys.queue(queue))
@@ -103,4 +138,6 @@ class QueueStats:
                     groups(group_reply),
                 )
             )
+        lengths = target_lengths(self._client, targets)
+        figures += [QueueFigures(queue, lengths[queue], None) for queue in sorted(targets)]
         return figures

@@ -12,7 +12,9 @@ The rules the script enforces, which an encoder relies on:
 - before any write, every key an op touches is checked to be of its command's type (or absent);
   a key of another type refuses the runs that touch it (their cursors stay, nothing written);
 - `guard`, when given, is a key that exists only once the run is in the target (the job's own
-  key): if it exists, the run is counted a duplicate and nothing is written.
+  key): if it exists, the run is counted a duplicate and nothing is written;
+- `when_field` (a hash key and field) chooses between two lists of ops at the instant: when the
+  field exists, `when_ops` are written instead of `ops` (both lists' keys are type-checked).
 """
 
 from __future__ import annotations
@@ -79,6 +81,10 @@ class Run:
 class Writes:
     ops: tuple[Op, ...]
     guard: str | None = None
+    # When this hash field exists at the instant, `when_ops` are written instead of `ops`
+    # (BullMQ 5: a paused queue's runs go to its paused list). (key, field), or None.
+    when_field: tuple[str, str] | None = None
+    when_ops: tuple[Op, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,3 +109,25 @@ class Encoder(Protocol):
     def job_id(self, run_id: str) -> str:
         """The target's job id for a run id (the run id itself, or its encoding)."""
         ...
+
+
+def add_writes(args: list[object], keys: dict[str, int], writes: Writes, first_key: int) -> None:
+    """Append a run's writes to a target script's ARGV in the order store/lua/targets.py
+    _LUA_OPS reads them; `keys` numbers every key used (KEYS[first_key] is the first)."""
+
+    def index(key: str) -> int:
+        return keys.setdefault(key, len(keys) + first_key)
+
+    def add_ops(ops: tuple[Op, ...]) -> None:
+        args.append(len(ops))
+        for command, key, *values in ops:
+            args.extend((len(values), command, index(key), *values))
+
+    args.append(0 if writes.guard is None else index(writes.guard))
+    add_ops(writes.ops)
+    if writes.when_field is None:
+        args.append(0)
+    else:
+        key, field = writes.when_field
+        args.extend((index(key), field))
+        add_ops(writes.when_ops)

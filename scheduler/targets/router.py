@@ -16,15 +16,19 @@ from scheduler.core.queues import QueueSpec
 from scheduler.core.runs import DueFire, Lease, Outcome, Written
 from scheduler.core.timefmt import rfc3339_utc, rfc3339_utc_ms
 from scheduler.store.keys import Keys
+from scheduler.store.queuestats import TargetQueue
 from scheduler.store.scripts import EnqueueBatch, Scripts, TargetCall
-from scheduler.targets.encoding import Encoder, Run
-from scheduler.targets.registry import encoder_for
+from scheduler.targets.encoding import Encoder, Run, add_writes
+from scheduler.targets.registry import encoder_for, target_queues
 from scheduler.targets.stream import PreparedStream, StreamTarget, run_id
 
-# Payloads are larger than a stream entry's fields (a pickled RQ job is ~300 bytes): fewer fires
-# per call keep each call's time inside Redis about the stream's.
+# A call blocks Redis for its whole length: calls are cut at about the arguments of a stream
+# call of 512 fires (bench/bench_targets.py: ~4 ms), whatever a target's writes per run; a
+# schedule's fires stay in one call all the same. The first call is small, so Redis starts
+# while the rest are still being sent.
+MAX_ARGS_PER_CALL = 4096
 MAX_FIRES_PER_CALL = 256
-FIRST_CALL_FIRES = 32
+FIRST_CALL_ARGS = 512
 
 _CODES = {1: Outcome.ENQUEUED, 0: Outcome.DUPLICATE, 2: Outcome.PAUSED, 3: Outcome.REFUSED}
 
@@ -68,6 +72,10 @@ class RoutedTarget:
 
     def encoder(self, queue: str) -> Encoder | None:
         return self._encoders.get(queue)
+
+    def target_queues(self) -> dict[str, TargetQueue]:
+        """Where each target queue's waiting runs are (for the queue-length gauge)."""
+        return target_queues(self._encoders)
 
     def refusal(self, queue: str) -> str | None:
         """Why a queue cannot take runs at all here, or None."""
@@ -168,7 +176,7 @@ class _Calls:
     def __init__(self, db: int | None) -> None:
         self.db = db
         self._done: list[TargetCall] = []
-        self._limit = FIRST_CALL_FIRES
+        self._limit = FIRST_CALL_ARGS
         self._start()
         self._previous: str | None = None
 
@@ -178,19 +186,16 @@ class _Calls:
         self._count = 0
 
     def add(self, schedule: str, fire_ts: int, encoder: Encoder, run: Run) -> None:
-        if self._count >= self._limit and schedule != self._previous:
+        full = len(self._args) >= self._limit or self._count >= MAX_FIRES_PER_CALL
+        if full and schedule != self._previous:
             self._flush()
-            self._limit = MAX_FIRES_PER_CALL
+            self._limit = MAX_ARGS_PER_CALL
         self._previous = schedule
         writes = encoder.writes(run)
         keys = self._keys
-        guard = 0
-        if writes.guard is not None:
-            guard = keys.setdefault(writes.guard, len(keys) + 4)
         args = self._args
-        args += (schedule, fire_ts, guard, len(writes.ops))
-        for command, key, *values in writes.ops:
-            args += (len(values), command, keys.setdefault(key, len(keys) + 4), *values)
+        args += (schedule, fire_ts)
+        add_writes(args, keys, writes, 4)
         self._count += 1
 
     def _flush(self) -> None:

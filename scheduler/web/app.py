@@ -35,6 +35,7 @@ from scheduler.status.runs import recent_runs
 from scheduler.status.snapshot import read_snapshot
 from scheduler.store.connection import REDIS_ERRORS, redact
 from scheduler.store.keys import Keys
+from scheduler.targets.registry import target_queues_of
 from scheduler.web.auth import TokenSource, check
 
 log = logging.getLogger(__name__)
@@ -142,7 +143,9 @@ class StatusApp:
             if self._cached is not None and now - self._cached[0] < self._cache_s:
                 return self._cached[1]
             config = self._config()
-            snap = read_snapshot(self._client(), self._keys, {s.queue for s in config.schedules})
+            queues = {s.queue for s in config.schedules}
+            targets = target_queues_of(config.queues)
+            snap = read_snapshot(self._client(), self._keys, queues, targets)
             self._next_fires.forget_except({s.name for s in config.schedules})
             report = build_report(
                 snap,

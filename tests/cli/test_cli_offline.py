@@ -251,8 +251,11 @@ def test_the_repositorys_schedules_file_validates(
     result = runs["validate repo"]
     assert result.returncode == 0, result.stderr
     assert re.search(
-        r": OK, \d+ schedules \(\d+ enabled\), config hash [0-9a-f]{16}$", result.stdout
+        r": OK, \d+ schedules \(\d+ enabled\), config hash [0-9a-f]{16}$",
+        result.stdout.splitlines()[0],
     )
+    # Then where each queue's runs go.
+    assert "  queue default: stream {cronlease}:queue:default (" in result.stdout
     # The example is what new users copy: a warning here means its `launch` date has passed,
     # so move it ahead (and README's copy with it).
     assert result.stderr == ""

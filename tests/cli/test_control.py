@@ -183,7 +183,9 @@ def test_status_table_of_a_cluster_without_a_leader(
     assert re.search(r"^cron-beat\s+cron\s+.*\+0[12]:00 Europe/Berlin\s+yes\s+yes$", out, re.M), out
     assert "Unknown to this config" in out and re.search(r"^retired\s.*yes$", out, re.M), out
     # LENGTH, PENDING (no consumer group reads it yet), the age of its oldest entry.
-    assert re.search(r"^default\s+\{cronlease\}:queue:default\s+1\s+-\s+\S+s old$", out, re.M), out
+    assert re.search(
+        r"^default\s+stream \{cronlease\}:queue:default\s+1\s+-\s+\S+s old$", out, re.M
+    ), out
 
 
 def test_status_says_why_the_config_did_not_load_and_shows_what_redis_knows(

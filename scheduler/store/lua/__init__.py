@@ -18,7 +18,7 @@ from scheduler.store.lua.lease import (
     RELEASE,
     RENEW,
 )
-from scheduler.store.lua.targets import ENQUEUE_TARGET, WRITE_RUNS
+from scheduler.store.lua.targets import ENQUEUE_TARGET, QUEUE_LENGTHS, WRITE_RUNS
 from scheduler.store.lua.workqueue import PROMOTE, REPLAY, SETTLE
 
 __all__ = [
@@ -33,6 +33,7 @@ __all__ = [
     "LEAVE",
     "MANUAL",
     "PROMOTE",
+    "QUEUE_LENGTHS",
     "RELEASE",
     "RENEW",
     "REPLAY",

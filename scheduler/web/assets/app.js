@@ -115,7 +115,7 @@ function renderReplicas(status) {
 function renderQueues(status) {
   fill("queues", status.queues.map((q) => el("tr", {},
     el("td", {}, q.name),
-    el("td", { class: "mono" }, q.stream),
+    el("td", { class: "mono" }, q.stream === null ? q.target : "stream " + q.stream),
     el("td", { class: "num" }, q.length),
     el("td", { class: "num" }, q.pending === null ? "no group" : q.pending),
     el("td", {}, q.oldest_age_s === null ? "empty" : span(q.oldest_age_s) + " old"),
