@@ -58,6 +58,7 @@ RUN = {
     "worker-python",
     "layout",
     "schedules-yaml",
+    "queues-yaml",
     "redis-settings",
     "acl-rule",
 }
@@ -488,6 +489,26 @@ def test_three_replicas_block_elects_one_and_hands_over_on_ctrl_c(tmp_path: Path
 def test_schedules_yaml_block_is_a_valid_file(tmp_path: Path) -> None:
     (tmp_path / "schedules.yaml").write_text(block("schedules-yaml").text)
     run_to_completion("cronlease validate", tmp_path, readme_env())
+
+
+def test_queues_yaml_block_is_a_valid_file_naming_each_queues_target(tmp_path: Path) -> None:
+    (tmp_path / "schedules.yaml").write_text(block("queues-yaml").text)
+    out = run_to_completion("cronlease validate", tmp_path, readme_env())
+    assert "queue mail: celery queue 'mail' in db 1 (1 schedule)" in out, out
+    assert "queue reports: rq queue 'default' (1 schedule)" in out, out
+    assert "queue billing: sidekiq queue 'billing' (1 schedule)" in out, out
+
+
+def test_the_readmes_run_id_decoding_rule_is_decode_run_id() -> None:
+    from urllib.parse import unquote
+
+    from scheduler.targets.runid import decode_run_id, encode_run_id
+
+    assert "urllib.parse.unquote(job_id.replace(\"_\", \"%\"))" in README.read_text()
+    for run_id in ("nightly@2026-11-22T02:00:00Z", "a_b.c@2026-11-22T02:00:00Z#manual-x1"):
+        job_id = encode_run_id(run_id)
+        assert unquote(job_id.replace("_", "%")) == decode_run_id(job_id) == run_id
+    assert encode_run_id("nightly@2026-11-22T02:00:00Z") == "nightly_402026-11-22T02_3A00_3A00Z"
 
 
 def test_recommended_redis_settings_block_is_accepted_by_redis(

@@ -6,12 +6,12 @@ ACL too), the daemon's and the operator commands' own, and what redis-py sends o
 No admin or dangerous command: `INFO` and `CONFIG GET` (used only by the start-up warnings about
 eviction and persistence) are left out, and the daemon says once that it skips those checks.
 tests/store/test_topologies.py runs a daemon and every operator command under exactly this rule, and
-checks that every command in scheduler/store/lua.py is in it.
+checks that every command in scheduler/store/lua/ is in it.
 """
 
 from __future__ import annotations
 
-# Called from the Lua scripts (scheduler/store/lua.py).
+# Called from the Lua scripts (scheduler/store/lua/).
 SCRIPT_COMMANDS = (
     "get", "set", "exists", "pttl", "incr", "pexpire", "del", "publish", "time", "type",
     "hget", "hmget", "hset", "hdel",

@@ -1,4 +1,4 @@
-"""Typed calls of the Lua scripts (their text and KEYS/ARGV contracts: scheduler/store/lua.py).
+"""Typed calls of the Lua scripts (their text and KEYS/ARGV contracts: scheduler/store/lua/).
 
 Scripts are called with EVALSHA; redis-py's Script object reloads a script on NOSCRIPT, which
 is what a restarted Redis answers. All keys share the namespace hash tag (see keys.py).

@@ -1,6 +1,6 @@
 """The worker's Redis calls: consumer-group reads and claims, verdicts, retries, dead letters.
 
-The scripts (SETTLE, PROMOTE, REPLAY) and their KEYS/ARGV contracts are in scheduler/store/lua.py;
+The scripts (SETTLE, PROMOTE, REPLAY) and their KEYS/ARGV contracts are in scheduler/store/lua/;
 every key comes from keys.py. Entries are `(entry id, fields)` with text fields.
 """
 

@@ -3,7 +3,7 @@
 Each job system (Celery, RQ, Sidekiq, arq, Dramatiq, BullMQ) has one module in this package with
 one `Encoder` class. It is pure: it turns a `Run` into `Writes` (Redis commands with their
 payloads already built, pickled or JSON-encoded in Python), and the enqueue script
-(store/lua.py ENQUEUE_TARGET) executes them inside the same fenced, de-duplicated call that
+(store/lua/targets.py ENQUEUE_TARGET) executes them inside the same fenced, de-duplicated call that
 moves the schedule's cursor. So the instant costs only Redis's writes, and a run is in the
 target exactly once, or nothing is written.
 
