@@ -58,6 +58,7 @@ from typing import Any
 
 import redis
 from benchkit import RedisProcess, Timeout, add_aof_flag, exit_on_sigterm, table
+from floorkit import Cost, command_stats, floor_of_latest
 from scalekit import (
     KEYS,
     DaemonDied,
@@ -90,6 +91,7 @@ NO_PERSISTENCE_WARNING = "Redis has no persistence"
 
 # Targets (the issue "Scale and speed").
 LAG_P99_MS = 50.0
+FLOOR_RATIO = 2.0  # the enqueue script's Redis time per run over a bare XADD's
 CPU_PER_1K_S = 0.05
 BURST_S = 2.0
 IDLE_CPU_PCT = 1.0
@@ -356,6 +358,30 @@ def add_cpu(result: Result, daemon_s: float, redis_s: float, delivered: int) -> 
     )
 
 
+def add_floor(
+    result: Result, script_usec: int, redis_cpu_s: float, delivered: int, floor: Cost
+) -> None:
+    """The enqueue script's Redis time per run (cmdstat_evalsha over the window: the leader's
+    other scripts, a few calls a second, are in it too) beside the floor, a bare pipelined XADD
+    of the same entries on the same server (cmdstat_xadd), and Redis's CPU per run of each."""
+    script = script_usec / delivered if delivered else None
+    result.add("script_us_per_run", "enqueue script, Redis us per run (cmdstat_evalsha)", script)
+    result.add(
+        "floor_us_per_run",
+        f"floor: bare XADD of the same entries, us per run (cmdstat_xadd, {floor.runs:,})",
+        floor.redis_us_per_run,
+    )
+    ratio = script / floor.redis_us_per_run if script and floor.redis_us_per_run else None
+    result.add("floor_ratio", "enqueue script / floor (Redis us per run)", ratio)
+    result.add(
+        "redis_cpu_us_per_run",
+        "Redis CPU us per run: window / floor (INFO cpu)",
+        None
+        if not delivered
+        else f"{redis_cpu_s * 1e6 / delivered:.2f} / {floor.cpu_us_per_run:.2f}",
+    )
+
+
 def add_lags(result: Result, tally: WindowTally) -> None:
     lags = tally.lag_figures()
     for name in ("min", "p50", "p99", "max"):
@@ -381,6 +407,7 @@ def steady(ctx: Context, result: Result) -> None:
         "write_lag_p99_ms", "write lag p99 (entry id - fire_time)", "<=", LAG_P99_MS, "ms"
     )
     result.target("cpu_per_1k_s", "daemon CPU per 1,000 fires", "<=", CPU_PER_1K_S, "s")
+    result.target("floor_ratio", "enqueue script / floor (Redis us per run)", "<=", FLOOR_RATIO)
     folder = ctx.scenario_folder(f"steady-{size}")
     names = [schedule_name("s", i) for i in range(size)]
     config = write_config(folder, uniform_yaml("s", size, "every: 1s", ctx.args.queues))
@@ -398,19 +425,24 @@ def steady(ctx: Context, result: Result) -> None:
             ctx.progress(f"steady {size:,}: leading; measuring fire seconds {first}..{last}")
             sleep_until(first - SAMPLE_EARLY_S, [daemon])
             cpu0, redis0 = daemon.cpu_s(), redis_cpu_seconds(client)
+            script0 = command_stats(client, "evalsha")
             sleep_until(last + 1 - SAMPLE_EARLY_S, [daemon])
             cpu1, redis1 = daemon.cpu_s(), redis_cpu_seconds(client)
+            script1 = command_stats(client, "evalsha")
             memory = daemon.memory_mb()
             sleep_until(last + STOP_MARGIN_S, [daemon])
             stop_daemon(result, daemon)
         ctx.progress(f"steady {size:,}: reading the streams back")
         tally = WindowTally(names, first, last)
         tally.add(read_all(client, streams))
+        ctx.progress(f"steady {size:,}: the floor, a bare XADD of the same {size:,} entries")
+        floor = floor_of_latest(client, streams, size, lambda i: KEYS.queue(f"floor-{i}"))
     result.add("delivered", "delivered in window", tally.delivered)
     result.add("missing", "missing", tally.missing)
     result.add("duplicates", "duplicates (same schedule and fire_ts)", tally.duplicates)
     add_lags(result, tally)
     add_cpu(result, cpu1 - cpu0, redis1 - redis0, tally.delivered)
+    add_floor(result, script1.usec - script0.usec, redis1 - redis0, tally.delivered, floor)
     result.add(
         "cpu_pct", "daemon CPU, % of one core", round((cpu1 - cpu0) / duration * 100, 1), "%"
     )
@@ -894,6 +926,8 @@ def value_text(row: Row) -> str:
     if isinstance(value, int):
         return str(value) if row.unit == "Unix s" else f"{value:,}"
     digits = {"ms": 1, "MB": 1, "%": 2}.get(row.unit, 3)
+    if row.key.endswith("_us_per_run") or row.key == "floor_ratio":
+        digits = 2
     if row.key.endswith("per_1k_s"):
         digits = 4
     return f"{value:,.{digits}f}"

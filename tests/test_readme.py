@@ -59,6 +59,7 @@ RUN = {
     "layout",
     "schedules-yaml",
     "queues-yaml",
+    "relay-yaml",
     "redis-settings",
     "acl-rule",
 }
@@ -497,6 +498,15 @@ def test_queues_yaml_block_is_a_valid_file_naming_each_queues_target(tmp_path: P
     assert "queue mail: celery queue 'mail' in db 1 (1 schedule)" in out, out
     assert "queue reports: rq queue 'default' (1 schedule)" in out, out
     assert "queue billing: sidekiq queue 'billing' (1 schedule)" in out, out
+
+
+def test_relay_yaml_block_is_a_valid_file_naming_each_queues_target(tmp_path: Path) -> None:
+    (tmp_path / "schedules.yaml").write_text(block("relay-yaml").text)
+    out = run_to_completion("cronlease validate", tmp_path, readme_env())
+    assert "queue billing: postgres table cronlease_runs, through the outbox relay" in out, out
+    assert "queue orders: rabbitmq queue 'orders', through the outbox relay" in out, out
+    assert "queue events: nats subject 'jobs.events', through the outbox relay" in out, out
+    assert "queue reports: rq queue 'reports', through the outbox relay (0 schedules)" in out
 
 
 def test_the_readmes_run_id_decoding_rule_is_decode_run_id() -> None:

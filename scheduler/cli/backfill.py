@@ -8,8 +8,11 @@ cursor is neither read nor moved: the leader's own catch-up goes on as if nothin
 
 The plan (the fires, the refusals) is a function of the config and the two instants, computed
 before Redis is reached; only "not in Redis's future" needs Redis's clock. Runs are written in
-chunks of BACKFILL_CHUNK, each one atomic script call (BACKFILL in store/lua.py), so one call
-never blocks Redis for long; a backfill cut short by a Redis error can be run again as it was.
+chunks of BACKFILL_CHUNK, each one atomic script call (BACKFILL in store/lua/enqueue.py), so
+one call never blocks Redis for long; a backfill cut short by a Redis error can be run again as
+it was. A queue delivered into another job system gets its runs in that system's format instead
+(targets/operator.py, WRITE_RUNS); a fire whose job is still there (RQ, arq and BullMQ keep a
+job's key) is not written again, and the output says which were "already there".
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from scheduler.core.schedule import Schedule
 from scheduler.core.timefmt import parse_instant, rfc3339_local, rfc3339_utc
 from scheduler.core.wording import plural
 from scheduler.store.scripts import Scripts
+from scheduler.targets.operator import OperatorRefused, OperatorWriter, TargetRun
 from scheduler.targets.stream import run_id
 
 # 500 XADDs take Redis about a millisecond: short enough not to stall the leader's enqueues.
@@ -117,6 +121,57 @@ def write_backfill(scripts: Scripts, plan: Plan, stream: str, by: str) -> Writte
     return Written(stream, entries)
 
 
+@dataclass(frozen=True)
+class WrittenIntoTarget:
+    target: str  # "rq queue 'jobs'"
+    runs: list[TargetRun]  # oldest first; `written` False: already there
+
+
+def write_into_target(writer: OperatorWriter, plan: Plan, by: str) -> WrittenIntoTarget:
+    """Every fire of the plan into the queue's target, one atomic WRITE_RUNS call per chunk."""
+    done: list[TargetRun] = []
+    try:
+        for chunk in writer.backfill(plan.schedule, plan.fires, by, BACKFILL_CHUNK):
+            done += chunk
+    except (redis.RedisError, OperatorRefused):
+        if done:
+            print(
+                f"cronlease backfill: {len(done)} of {plural(len(plan.fires), 'run')} were "
+                f"written into {writer.target} (or found there) before the error below; "
+                "running the same backfill again skips those still there",
+                file=sys.stderr,
+            )
+        raise
+    return WrittenIntoTarget(writer.target, done)
+
+
+def target_lines(plan: Plan, written: WrittenIntoTarget, as_json: bool) -> list[str]:
+    s = plan.schedule
+    if as_json:
+        return [
+            _json(s, r.fire_ts, r.token, target=(written.target, r.job_id, r.written))
+            for r in written.runs
+        ]
+    new = [r for r in written.runs if r.written]
+    there = [r for r in written.runs if not r.written]
+    count = _runs(plan) if not there else f"{len(new)} of {_runs(plan)}"
+    line = f"enqueued {count} of {s.name} ({plan.span}) into {written.target}"
+    if new:
+        tokens = _span(new[0].token, new[-1].token)
+        line += f" with token {tokens}: {_span(new[0].run_id, new[-1].run_id)}"
+    lines = [line]
+    if there:
+        lines.append(
+            f"{len(there)} already there (their job is still in {written.target}), not written "
+            f"again: {_span(there[0].run_id, there[-1].run_id)}"
+        )
+    return lines
+
+
+def _span(first: str, last: str) -> str:
+    return first if first == last else f"{first} .. {last}"
+
+
 def dry_run_lines(plan: Plan, stream: str, token: str, as_json: bool) -> list[str]:
     s = plan.schedule
     if as_json:
@@ -153,7 +208,12 @@ def _runs(plan: Plan) -> str:
 
 
 def _json(
-    schedule: Schedule, fire: int, token: str, stream: str | None = None, entry: str | None = None
+    schedule: Schedule,
+    fire: int,
+    token: str,
+    stream: str | None = None,
+    entry: str | None = None,
+    target: tuple[str, str, bool] | None = None,  # where, job id, written (else already there)
 ) -> str:
     fire_time = rfc3339_utc(fire)
     row: dict[str, str | int] = {
@@ -167,4 +227,8 @@ def _json(
     }
     if stream is not None and entry is not None:
         row |= {"stream": stream, "entry_id": entry}
+    if target is not None:
+        where, job_id, written = target
+        row |= {"target": where, "job_id": job_id}
+        row["result"] = "enqueued" if written else "already there"
     return json.dumps(row)

@@ -3,7 +3,8 @@
 `trigger` and `backfill` write their runs without the leader and announce them on the events
 channel, so the leader's log says what happened and who did it (`backfill`'s plan and writes:
 cli/backfill.py); `pause` and `resume` need no notice: the leader reads the paused set on every
-heartbeat and logs its changes.
+heartbeat and logs its changes. A schedule whose queue goes into another job system gets its
+runs there, in that system's format (targets/operator.py), never into a stream nobody reads.
 
 They reach Redis the way `run` does (`--redis-url`, else the embedded Redis beside the config) but
 never start an embedded server: a status that quietly started an empty Redis would report "no
@@ -43,6 +44,7 @@ from scheduler.store.connection import redact
 from scheduler.store.embedded import data_dir_for, socket_path_for, unix_url
 from scheduler.store.keys import Keys
 from scheduler.store.scripts import Scripts
+from scheduler.targets.operator import OperatorRefused, OperatorWriter, current_token
 from scheduler.targets.registry import target_queues_of
 
 EXIT_OK = 0
@@ -101,6 +103,9 @@ def with_redis(command: str, settings: Settings, action: Callable[[Redis, Keys, 
         return EXIT_UNAVAILABLE
     try:
         return action(client, Keys(settings.namespace), url)
+    except OperatorRefused as error:  # the queue's target cannot take the run: said as it is
+        print(f"cronlease {command}: {error}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
     except redis.RedisError as error:
         print(f"cronlease {command}: {explain(error, url)}", file=sys.stderr)
         return EXIT_UNAVAILABLE
@@ -123,7 +128,7 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
 
     def action(client: Redis, keys: Keys, url: str) -> int:
         queues = {s.queue for s in config.schedules} if config is not None else set()
-        targets = target_queues_of(config.queues) if config is not None else {}
+        targets = target_queues_of(config.queues, keys) if config is not None else {}
         snap = read_snapshot(client, keys, queues, targets)
         report = build_report(
             snap,
@@ -147,10 +152,21 @@ def cmd_trigger(args: argparse.Namespace, settings: Settings) -> int:
     config = load_config(settings.config_path)  # ConfigError -> exit 2 with every problem
     schedule = find_schedule(config, args.name)
 
+    spec = config.queue(schedule.queue)
+
     def action(client: Redis, keys: Keys, url: str) -> int:
         del url
-        run = actions.trigger(client, keys, schedule, settings.replica_id)
-        print(f"enqueued manual run {run.run_id} as entry {run.entry_id} of {run.stream}")
+        if spec.target != "stream" and not spec.relayed:
+            into = OperatorWriter(client, keys, spec).trigger(schedule, settings.replica_id)
+            print(
+                f"enqueued manual run {into.run_id} as job {into.job_id} of {into.target} "
+                f"(token {into.token})"
+            )
+        else:
+            # A relayed queue's run goes to its outbox; the leader's relay delivers it.
+            outbox = keys.outbox(schedule.queue) if spec.relayed else None
+            run = actions.trigger(client, keys, schedule, settings.replica_id, outbox)
+            print(f"enqueued manual run {run.run_id} as entry {run.entry_id} of {run.stream}")
         if not schedule.enabled:
             print(f"note: {schedule.name!r} is disabled in {config.source}; ran it anyway")
         return EXIT_OK
@@ -159,21 +175,31 @@ def cmd_trigger(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def announce_backfill(
-    scripts: Scripts, schedule: str, from_ts: int, to_ts: int, runs: int, by: str
+    scripts: Scripts,
+    schedule: str,
+    from_ts: int,
+    to_ts: int,
+    runs: int,
+    by: str,
+    *,
+    target: str | None = None,
+    already: int = 0,
 ) -> None:
     """Once `backfill`'s runs are written, tell the leader, which logs "backfill of <schedule>
-    (<from> .. <to>): N runs enqueued by <by>". `trigger` needs no such call: its MANUAL
-    script announces the run itself; BACKFILL does not, as one backfill spans several calls."""
-    scripts.announce(
-        "backfill",
-        {
-            "schedule": schedule,
-            "from": rfc3339_utc(from_ts),
-            "to": rfc3339_utc(to_ts),
-            "runs": runs,
-            "by": by,
-        },
-    )
+    (<from> .. <to>): N runs enqueued by <by>" (into which target, and how many were already
+    there, for a queue of another job system). `trigger` needs no such call: its MANUAL script
+    (or targets/operator.py) announces the run itself; BACKFILL does not, as one backfill spans
+    several calls."""
+    fields: dict[str, str | int] = {
+        "schedule": schedule,
+        "from": rfc3339_utc(from_ts),
+        "to": rfc3339_utc(to_ts),
+        "runs": runs,
+        "by": by,
+    }
+    if target is not None:
+        fields |= {"target": target, "already": already}
+    scripts.announce("backfill", fields)
 
 
 def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
@@ -182,42 +208,40 @@ def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
     # Every refusal that needs no Redis comes first, so a typo never waits for a connection.
     plan = backfill.plan_backfill(schedule, args.from_, args.to, args.max)
 
+    spec = config.queue(schedule.queue)
+
     def action(client: Redis, keys: Keys, url: str) -> int:
         del url
         backfill.refuse_future(plan, int(client.time()[0]))
-        stream = keys.queue(schedule.queue)
+        in_stream = spec.target == "stream" or spec.relayed  # a relayed queue: its outbox
+        into = None if in_stream else OperatorWriter(client, keys, spec)
+        stream = keys.outbox(schedule.queue) if spec.relayed else keys.queue(schedule.queue)
+        where = stream if into is None else into.target
         if not plan.fires:
             print(backfill.nothing_line(plan))
             return EXIT_OK
         if args.dry_run:
-            lines = backfill.dry_run_lines(plan, stream, current_token(client, keys), args.json)
+            lines = backfill.dry_run_lines(plan, where, current_token(client, keys), args.json)
             print("\n".join(lines))
             return EXIT_OK
         scripts = Scripts(client, keys)
-        written = backfill.write_backfill(scripts, plan, stream, settings.replica_id)
-        announce_backfill(
-            scripts,
-            schedule.name,
-            plan.from_ts,
-            plan.to_ts,
-            len(written.entries),
-            settings.replica_id,
-        )
-        print("\n".join(backfill.written_lines(plan, written, args.json)))
+        by = settings.replica_id
+        span = (schedule.name, plan.from_ts, plan.to_ts)
+        if into is not None:
+            done = backfill.write_into_target(into, plan, by)
+            new = sum(run.written for run in done.runs)
+            already = len(done.runs) - new
+            announce_backfill(scripts, *span, new, by, target=done.target, already=already)
+            print("\n".join(backfill.target_lines(plan, done, args.json)))
+        else:
+            written = backfill.write_backfill(scripts, plan, where, by)
+            announce_backfill(scripts, *span, len(written.entries), by)
+            print("\n".join(backfill.written_lines(plan, written, args.json)))
         if not schedule.enabled and not args.json:
             print(f"note: {schedule.name!r} is disabled in {config.source}; backfilled it anyway")
         return EXIT_OK
 
     return with_redis("backfill", settings, action)
-
-
-def current_token(client: Redis, keys: Keys) -> str:
-    """The token a run written now would carry: the lease's, else the epoch (as MANUAL)."""
-    leader = client.get(keys.leader)
-    if leader is not None:
-        return str(leader.decode() if isinstance(leader, bytes) else leader).split(":", 1)[0]
-    epoch = client.get(keys.epoch)
-    return "0" if epoch is None else str(epoch.decode() if isinstance(epoch, bytes) else epoch)
 
 
 def cmd_pause(args: argparse.Namespace, settings: Settings) -> int:

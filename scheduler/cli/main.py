@@ -141,6 +141,12 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: now)",
         CONFIG_FLAGS,
     )
+    command(
+        "migrate",
+        "create the tables the config's postgres queues write to (the ledger of delivered run "
+        "ids and cronlease_runs); safe to run again; never done at start-up",
+        CONFIG_FLAGS,
+    )
     nxt.add_argument("name", nargs="?", help="one schedule (default: all)")
     nxt.add_argument("-n", type=int_arg, default=5, help="how many fire times (default: 5)")
     nxt.add_argument(
@@ -247,6 +253,10 @@ def handler(command: str) -> Handler:
         return cmd_validate
     if command == "next":
         return cmd_next
+    if command == "migrate":
+        from scheduler.cli.migrate import cmd_migrate
+
+        return cmd_migrate
     if command in ("worker", "dlq"):
         from scheduler.cli.worker import WORKER_COMMANDS
 

@@ -122,7 +122,7 @@ def render_text(report: StatusReport) -> list[str]:
             ],
         )
     else:
-        lines.append("No queue streams.")
+        lines.append("No queues yet.")
     return lines
 
 

@@ -11,11 +11,13 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Mapping
+from typing import Any
 
+from scheduler.core.bulk import collector_paused
 from scheduler.core.queues import QueueSpec, parse_queues
 from scheduler.core.schedule import Config, ConfigError, Note, Problem, Schedule
 from scheduler.core.schedulecheck import FIELD_KEYS, TRIGGER_KEYS, ScheduleChecker, did_you_mean
-from scheduler.core.yamlsource import LineMap, load_yaml
+from scheduler.core.yamlsource import LineMap, YamlDocument, load_yaml
 
 TOP_KEYS = ("defaults", "schedules", "queues")
 
@@ -25,7 +27,18 @@ def parse_config(text: str, source: str = "schedules.yaml", now_ts: int | None =
 
     With `now_ts` (Unix seconds) the Config also carries warnings that depend on the date.
     """
-    document = load_yaml(text)
+    with collector_paused():  # millions of objects, no cycles (bulk.py)
+        return _parse(text, source, now_ts)
+
+
+def _parse(text: str, source: str, now_ts: int | None) -> Config:
+    batch = _Schedules(now_ts)
+    document = load_yaml(text, ("schedules", batch.entry))
+    if batch.missed_defaults(document):  # `defaults:` after `schedules:`: load it whole
+        batch = _Schedules(now_ts)
+        document = load_yaml(text)
+    elif not document.streamed:
+        batch = _Schedules(now_ts)  # the full loader's value: what the sink saw does not count
     problems = [
         Problem(p.line, p.message, tuple(Note(line, note) for line, note in p.notes))
         for p in document.problems
@@ -72,8 +85,7 @@ def parse_config(text: str, source: str = "schedules.yaml", now_ts: int | None =
                         f"defaults: unknown key {key!r}; " + did_you_mean(str(key), FIELD_KEYS),
                     )
                 )
-        for key in [k for k in defaults if k not in FIELD_KEYS]:
-            del defaults[key]  # reported above; dropping it keeps one problem from echoing
+        defaults = _usable(defaults)  # reported above; dropped, no problem echoes
 
     queues = parse_queues(root, problems)
     body = root.get("schedules")
@@ -88,25 +100,12 @@ def parse_config(text: str, source: str = "schedules.yaml", now_ts: int | None =
             Problem(root.key_lines["schedules"], "schedules must be a mapping of name -> schedule")
         )
     else:
-        checker = ScheduleChecker(now_ts)
-        for name, value in body.items():
-            line = body.key_lines[name]
-            if not isinstance(name, str):  # `yes:` would silently become a schedule "True"
-                checker.problem(
-                    line,
-                    f"schedule name {name!r} is a {type(name).__name__} to YAML, not text "
-                    "(unquoted yes, no, on, off, numbers and null are not names); put it in quotes",
-                )
-            if not isinstance(value, LineMap):
-                checker.problem(
-                    line, f"schedule {name!r} must be a mapping with a job and a trigger"
-                )
-                continue
-            schedule = checker.schedule(str(name), line, value, defaults)
-            if schedule is not None:
-                schedules.append(schedule)
-        problems.extend(checker.problems)
-        warnings.extend(checker.warnings)
+        if not batch.checked:  # not streamed: every entry is in `body`, checked now
+            for name, value in body.items():
+                batch.add(name, body.key_lines[name], value, defaults)
+        schedules = batch.schedules
+        problems.extend(batch.checker.problems)
+        warnings.extend(batch.checker.warnings)
         problems.extend(_fits_its_queue(s, queues) for s in schedules if _misfits(s, queues))
     if problems:
         raise ConfigError(source, problems)
@@ -118,6 +117,67 @@ def parse_config(text: str, source: str = "schedules.yaml", now_ts: int | None =
         queues=queues,
         warnings=tuple(sorted(warnings, key=lambda w: w.line)),
     )
+
+
+def _usable(defaults: LineMap) -> LineMap:
+    """The defaults a schedule merges: the known fields only (the others are reported)."""
+    usable = LineMap((key, value) for key, value in defaults.items() if key in FIELD_KEYS)
+    usable.line, usable.key_lines = defaults.line, defaults.key_lines
+    return usable
+
+
+_UNSEEN = LineMap()  # `_Schedules.defaults` before the first entry
+
+
+class _Schedules:
+    """Checks the entries of `schedules:`, as the YAML loader hands them over one by one
+    (`entry`, its sink), or all at once after the load (`add`) when it could not stream.
+
+    One by one needs the defaults first. They come first in most files; a file without any is
+    checked as it streams too, and one whose `defaults:` comes after `schedules:` is loaded
+    again, whole (`missed_defaults`): slower, never different."""
+
+    def __init__(self, now_ts: int | None) -> None:
+        self.checker = ScheduleChecker(now_ts)
+        self.schedules: list[Schedule] = []
+        self.checked = False  # whether `entry` checked the entries (none left in the body)
+        self.defaults: LineMap | None = _UNSEEN
+        self.defaults_seen = False  # whether the root had `defaults:` before the first entry
+
+    def entry(self, root: LineMap, name: Any, line: int, value: Any) -> None:
+        """The loader's sink: check the entry now; the body keeps only its name and line."""
+        if self.defaults is _UNSEEN:
+            found = root.get("defaults")
+            self.defaults = _usable(found) if isinstance(found, LineMap) else None
+            self.checked = True
+            self.defaults_seen = "defaults" in root
+        self.add(name, line, value, self.defaults)
+
+    def missed_defaults(self, document: YamlDocument) -> bool:
+        """Whether the entries were checked without the defaults the file has after them."""
+        root = document.value
+        return (
+            document.streamed
+            and self.checked
+            and not self.defaults_seen
+            and isinstance(root, LineMap)
+            and "defaults" in root
+        )
+
+    def add(self, name: Any, line: int, value: Any, defaults: LineMap | None) -> None:
+        checker = self.checker
+        if not isinstance(name, str):  # `yes:` would silently become a schedule "True"
+            checker.problem(
+                line,
+                f"schedule name {name!r} is a {type(name).__name__} to YAML, not text "
+                "(unquoted yes, no, on, off, numbers and null are not names); put it in quotes",
+            )
+        if not isinstance(value, LineMap):
+            checker.problem(line, f"schedule {name!r} must be a mapping with a job and a trigger")
+            return
+        schedule = checker.schedule(str(name), line, value, defaults)
+        if schedule is not None:
+            self.schedules.append(schedule)
 
 
 # Targets with no positional arguments: a list of args has nowhere to go.

@@ -92,6 +92,27 @@ def parse_cron(expression: str, name: str) -> CronSpec:
 
 @functools.lru_cache(maxsize=65536)
 def _parse_cron(expression: str, name: str) -> CronSpec:
+    text, parts = _split(expression)
+    has_seconds = len(parts) == 6
+    second, minute, hour, dom, month, dow = parts if has_seconds else ("0", *parts)
+    hash_id = name.encode() if "h" in text.lower() else None
+    try:
+        seconds = _field(cronfields.SECOND.name, second, hash_id)
+        minutes = _field(cronfields.MINUTE.name, minute, hash_id)
+        hours = _field(cronfields.HOUR.name, hour, hash_id)
+        months = _months(month, hash_id)
+        days = _days(dom, dow, hash_id)
+    except FieldError as error:
+        raise CronSyntaxError(f"cron {expression!r} is invalid: {error}") from None
+    wildcard = is_wildcard_job((second, minute, hour))
+    # Without H the expression alone decides, and _parse_cron's own memo covers it.
+    make = _spec if hash_id is not None else _spec.__wrapped__
+    return make(expression, text, has_seconds, seconds, minutes, hours, months, days, wildcard)
+
+
+@functools.lru_cache(maxsize=4096)
+def _split(expression: str) -> tuple[str, tuple[str, ...]]:
+    """The expression's fields, macros expanded (memoised: 25,000 names share one `H H * * *`)."""
     text = " ".join(expression.split())
     if text.startswith("@"):
         if text.lower() not in MACROS:
@@ -112,22 +133,76 @@ def _parse_cron(expression: str, name: str) -> CronSpec:
             f"cron {expression!r} uses R (random), which every replica would draw differently; "
             "use H instead: it picks a stable value from the schedule's name"
         )
-    has_seconds = len(parts) == 6
-    second, minute, hour, dom, month, dow = parts if has_seconds else ["0", *parts]
-    hash_id = name.encode() if "h" in text.lower() else None
+    return text, tuple(parts)
+
+
+# The parts of a parse that hold for many expressions, each memoised on what it depends on:
+# 10,000 distinct `m h d * *` share 60 minutes, 24 hours and 28 days, and 25,000 names of one
+# `H H * * *` land on 1,440 specs. A field's text alone decides its values unless it has an H
+# (then the name does too, and nothing is memoised). Errors are never memoised: raised anew.
+_KINDS = {
+    kind.name: kind
+    for kind in (cronfields.SECOND, cronfields.MINUTE, cronfields.HOUR, cronfields.MONTH)
+}
+
+
+def _field(kind: str, text: str, hash_id: bytes | None) -> tuple[int, ...]:
+    if "h" not in text.lower():
+        return _field_values(kind, text)
+    # H resolved first, then memoised by the plain text: 25,000 names of `H * * * *` share 60
+    # minutes. Any error, though, is the one `values` gives for the text as written.
     try:
-        seconds = _sorted(cronfields.values(cronfields.SECOND, second, hash_id))
-        minutes = _sorted(cronfields.values(cronfields.MINUTE, minute, hash_id))
-        hours = _sorted(cronfields.values(cronfields.HOUR, hour, hash_id))
-        months = sum(1 << m for m in cronfields.values(cronfields.MONTH, month, hash_id))
-        days = _day_rule(
-            cronfields.day_of_month(dom, hash_id),
-            cronfields.day_of_week(dow, hash_id),
-            cronfields.is_unrestricted(dom),
-            cronfields.is_unrestricted(dow),
-        )
-    except FieldError as error:
-        raise CronSyntaxError(f"cron {expression!r} is invalid: {error}") from None
+        return _field_values(kind, cronfields.unhashed(_KINDS[kind], text, hash_id))
+    except FieldError:
+        return _sorted(cronfields.values(_KINDS[kind], text, hash_id))
+
+
+@functools.lru_cache(maxsize=4096)
+def _field_values(kind: str, text: str) -> tuple[int, ...]:
+    return _sorted(cronfields.values(_KINDS[kind], text, None))
+
+
+def _months(text: str, hash_id: bytes | None) -> int:
+    if "h" in text.lower():
+        return _month_bits.__wrapped__(text, hash_id)
+    return _month_bits(text, None)
+
+
+@functools.lru_cache(maxsize=1024)
+def _month_bits(text: str, hash_id: bytes | None) -> int:
+    return sum(1 << m for m in cronfields.values(cronfields.MONTH, text, hash_id))
+
+
+def _days(dom: str, dow: str, hash_id: bytes | None) -> DayRule:
+    if "h" in dom.lower() or "h" in dow.lower():
+        return _day_fields.__wrapped__(dom, dow, hash_id)
+    return _day_fields(dom, dow, None)
+
+
+@functools.lru_cache(maxsize=4096)
+def _day_fields(dom: str, dow: str, hash_id: bytes | None) -> DayRule:
+    # The same order of checks as ever: a bad day of month is the error named, then the weekday.
+    return _day_rule(
+        cronfields.day_of_month(dom, hash_id),
+        cronfields.day_of_week(dow, hash_id),
+        cronfields.is_unrestricted(dom),
+        cronfields.is_unrestricted(dow),
+    )
+
+
+@functools.lru_cache(maxsize=16384)
+def _spec(
+    expression: str,
+    text: str,
+    has_seconds: bool,
+    seconds: tuple[int, ...],
+    minutes: tuple[int, ...],
+    hours: tuple[int, ...],
+    months: int,
+    days: DayRule,
+    wildcard: bool,
+) -> CronSpec:
+    """The spec of resolved fields: one object for every name an H expression resolves alike."""
     spec = CronSpec(
         expression=expression,
         fields=text,
@@ -137,7 +212,7 @@ def _parse_cron(expression: str, name: str) -> CronSpec:
         hours=hours,
         months=months,
         days=days,
-        wildcard=is_wildcard_job((second, minute, hour)),
+        wildcard=wildcard,
         shortest_interval_s=_shortest_interval_s(seconds, minutes, hours),
     )
     # The Gregorian calendar repeats every 400 years, and the search covers one cycle: no day in

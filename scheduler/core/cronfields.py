@@ -81,6 +81,13 @@ def values(kind: FieldKind, text: str, hash_id: bytes | None) -> frozenset[int]:
     return frozenset(found)
 
 
+def unhashed(kind: FieldKind, text: str, hash_id: bytes | None) -> str:
+    """The field with each H item replaced by the plain one it stands for (`h/15` -> `7-59/15`),
+    so that what it names can be memoised by text. Other items are left to `values`."""
+    items = _items(kind, text)
+    return ",".join(_unhash(kind, item, hash_id) if item[0] == "h" else item for item in items)
+
+
 def day_of_month(text: str, hash_id: bytes | None) -> DayOfMonth:
     days: set[int] = set()
     last = last_weekday = False

@@ -15,14 +15,15 @@ from types import MappingProxyType
 from typing import Any
 
 from scheduler.core.durations import parse_duration_s
+from scheduler.core.relayqueues import relay_kind, relayed_problems
 from scheduler.core.schedule import Problem
 from scheduler.core.schedulecheck import NAME_PATTERN, did_you_mean
 from scheduler.core.yamlsource import LineMap
 
-# Targets written inside the enqueue script, in the scheduler's own Redis.
+# Targets written inside the enqueue script, in the scheduler's own Redis (or, with a url: of
+# another Redis instance, through the outbox relay).
 IN_REDIS_TARGETS = ("stream", "celery", "rq", "sidekiq", "arq", "dramatiq", "bullmq")
-# Targets reached through the outbox relay (issue "Beyond Redis"): named so that a config
-# written for them gets a sentence, not "unknown target".
+# Targets outside Redis: always through the outbox relay.
 RELAYED_TARGETS = ("postgres", "rabbitmq", "nats")
 TARGETS = IN_REDIS_TARGETS + RELAYED_TARGETS
 
@@ -38,11 +39,25 @@ class QueueSpec:
     options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     line: int = 0
 
+    @property
+    def relayed(self) -> bool:
+        """Delivered by the leader's outbox relay (outside the scheduler's Redis)."""
+        return relay_kind(self.target, self.options) is not None
+
     def describe(self) -> str:
         """How `validate` and `status` name where this queue's runs go."""
         if self.target == "stream":
             return "stream"
-        where = f"{self.target} queue {self.name!r}"
+        if self.target == "postgres":
+            where = f"postgres table {self.options.get('table')}"
+            if self.options.get("mode") == "procrastinate":
+                where = f"procrastinate queue {self.name!r}"
+        elif self.target == "nats":
+            where = f"nats subject {self.name!r}"
+        else:
+            where = f"{self.target} queue {self.name!r}"
+        if self.relayed:
+            return f"{where}, through the outbox relay"
         return where if self.db is None else f"{where} in db {self.db}"
 
 
@@ -99,6 +114,16 @@ def _key_prefix(value: object) -> object:
     return value
 
 
+def _sql_name(value: object) -> object:
+    if not isinstance(value, str) or not _SQL_NAME.fullmatch(value):
+        raise ValueError(
+            f"must be a table name (letters, digits, _, optionally schema.table), not {value!r}"
+        )
+    return value
+
+
+_SQL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}(\.[A-Za-z_][A-Za-z0-9_]{0,62})?")
+
 # Per target: option -> (check, default). `name` and `db` are common to all in-Redis targets.
 _Option = tuple[Callable[[object], object], object]
 OPTIONS: dict[str, dict[str, _Option]] = {
@@ -130,18 +155,53 @@ OPTIONS: dict[str, dict[str, _Option]] = {
     "dramatiq": {
         "namespace": (_text, "dramatiq"),
     },
+    # Relayed (scheduler/core/relayqueues.py checks url / url_file).
+    "postgres": {
+        "table": (_sql_name, "cronlease_runs"),
+        "ledger": (_sql_name, "cronlease_delivered"),
+        # table: rows in `table`; procrastinate: jobs through Procrastinate's defer function.
+        "mode": (_choice("table", "procrastinate"), "table"),
+    },
+    "rabbitmq": {
+        "exchange": (_key_prefix, ""),  # "": the default exchange, routed by queue name
+        "routing_key": (_key_prefix, ""),  # "": the queue's name
+    },
+    "nats": {
+        "stream": (_key_prefix, ""),  # the JetStream stream to check ("": found by subject)
+    },
     "bullmq": {
         "prefix": (_text, "bull"),
         # The Queue's streams.events.maxLen: the events stream is trimmed to about this.
         "max_len_events": (_int_between(1, 10**9), 10000),
     },
 }
-COMMON_KEYS = ("target", "name", "db")
+COMMON_KEYS = ("target", "name", "db", "url", "url_file")
+RELAYED_KEYS = ("target", "name", "url", "url_file")
 
 # Target queue names: what each system accepts as its own queue name.
 _BAD_NAME_CHARS = {"bullmq": ":", "rq": ":"}
 # dramatiq/actor.py _queue_name_re; `.DQ` and `.XQ` name its delay and dead-letter queues.
 _DRAMATIQ_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9._-]*")
+
+
+def _check_name(target: str, name: object) -> None:
+    """Raise ValueError when `target` would refuse `name` as its own queue name."""
+    _text(name)
+    bad = _BAD_NAME_CHARS.get(target, "")
+    if bad and bad in str(name):
+        raise ValueError(f"{name!r} contains {bad!r}, which {target} reserves")
+    if target == "nats" and (any(c in str(name) for c in "*> \t") or str(name).endswith(".")):
+        raise ValueError(
+            f"{name!r} is not a subject to publish to: no wildcards (* >), spaces or trailing dot"
+        )
+    if target == "dramatiq" and (
+        not _DRAMATIQ_NAME.fullmatch(str(name)) or str(name).endswith((".DQ", ".XQ"))
+    ):
+        raise ValueError(
+            f"{name!r} is not a Dramatiq queue name: a letter or _ first, then letters, "
+            "digits, '.', '_' or '-', and not ending in .DQ or .XQ (its delay and dead "
+            "letter queues)"
+        )
 
 
 def parse_queues(root: LineMap, problems: list[Problem]) -> Mapping[str, QueueSpec]:
@@ -182,26 +242,16 @@ def _parse_queue(
         return None
     found = len(problems)
 
-    def where(key: str) -> int:
+    def where(key: object) -> int:
         return value.key_lines.get(key, line)
 
     target = value.get("target")
     if "target" not in value:
         problems.append(
-            Problem(line, f"queue {queue!r} needs a target: one of {', '.join(IN_REDIS_TARGETS)}")
+            Problem(line, f"queue {queue!r} needs a target: one of {', '.join(TARGETS)}")
         )
         return None
-    if target in RELAYED_TARGETS:
-        problems.append(
-            Problem(
-                where("target"),
-                f"queue {queue!r}: target {target} is reached through the outbox relay, which "
-                "this version of cronlease does not have yet; use one of "
-                f"{', '.join(IN_REDIS_TARGETS)}",
-            )
-        )
-        return None
-    if target not in IN_REDIS_TARGETS:
+    if target not in TARGETS:
         problems.append(
             Problem(
                 where("target"),
@@ -212,43 +262,35 @@ def _parse_queue(
         return None
     target = str(target)
     known = OPTIONS[target]
-    allowed = ("target",) if target == "stream" else COMMON_KEYS + tuple(known)
+    common = RELAYED_KEYS if target in RELAYED_TARGETS else COMMON_KEYS
+    allowed = ("target",) if target == "stream" else common + tuple(known)
+    relayed = target in RELAYED_TARGETS or "url" in value or "url_file" in value
+    if relayed and target != "stream":
+        problems += relayed_problems(queue, target, value, where, line)
     for key in value:
-        if key == "url":
+        if key not in allowed:
             problems.append(
                 Problem(
                     where(key),
-                    f"queue {queue!r}: target {target} in another Redis instance goes through "
-                    "the outbox relay, which this version of cronlease does not have yet; runs "
-                    "can go to a queue in the scheduler's own Redis, in any of its databases "
-                    "(write db: 1 instead of a url ending in /1)",
-                )
-            )
-        elif key not in allowed:
-            problems.append(
-                Problem(
-                    where(str(key)),
                     f"queue {queue!r}: unknown option {key!r} for target {target}; "
                     + did_you_mean(str(key), allowed).replace("known keys", "known options"),
                 )
             )
     name = value.get("name", queue)
-    if "name" in value:
-        try:
-            _text(name)
-            bad = _BAD_NAME_CHARS.get(target, "")
-            if bad and bad in str(name):
-                raise ValueError(f"{name!r} contains {bad!r}, which {target} reserves")
-            if target == "dramatiq" and (
-                not _DRAMATIQ_NAME.fullmatch(str(name)) or str(name).endswith((".DQ", ".XQ"))
-            ):
-                raise ValueError(
-                    f"{name!r} is not a Dramatiq queue name: a letter or _ first, then letters, "
-                    "digits, '.', '_' or '-', and not ending in .DQ or .XQ (its delay and dead "
-                    "letter queues)"
-                )
-        except ValueError as error:
+    try:
+        if target != "stream":  # a stream's `name:` is an unknown option, reported above
+            _check_name(target, name)
+    except ValueError as error:
+        if "name" in value:
             problems.append(Problem(where("name"), f"queue {queue!r}: name {error}"))
+        else:  # the default, the queue's own name, is one the target refuses
+            problems.append(
+                Problem(
+                    line,
+                    f"queue {queue!r}: its default name {error}; "
+                    f"write a name: that {target} accepts",
+                )
+            )
     db = value.get("db")
     if "db" in value:
         try:
@@ -264,7 +306,12 @@ def _parse_queue(
             options[key] = check(value[key])
         except ValueError as error:
             problems.append(Problem(where(key), f"queue {queue!r}: {key} {error}"))
-    if target == "sidekiq" and options.get("namespace") and options["timestamps"] == "milliseconds":
+    for key in ("url", "url_file"):  # checked by relayed_problems; resolved by the relay
+        if isinstance(value.get(key), str):
+            options[key] = value[key]
+    # .get: an option whose value was refused above has no entry.
+    sidekiq_8 = options.get("timestamps") == "milliseconds"
+    if target == "sidekiq" and options.get("namespace") and sidekiq_8:
         problems.append(
             Problem(
                 where("timestamps"),

@@ -1,9 +1,10 @@
 """The vocabulary of a run, shared by every layer: a due fire, its trigger, what a write did with
-it, and the lease a write proves. Plain data, no behaviour."""
+it, the lease a write proves, and a manual run's id. Plain data, no behaviour."""
 
 from __future__ import annotations
 
 import enum
+import secrets
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -48,3 +49,12 @@ class Lease:
     value: str  # `<token>:<replica-id>`, the leader key's content
     token: int
     replica_id: str
+
+
+MANUAL_MARK = "#manual-"
+
+
+def manual_run_id(name: str, fire_time: str) -> str:
+    """`<name>@<fire_time>#manual-<random>`: never equal to a scheduled run's id (DESIGN's run
+    table), whether the run goes to a stream or into another job system."""
+    return f"{name}@{fire_time}{MANUAL_MARK}{secrets.token_hex(6)}"

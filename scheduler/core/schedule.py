@@ -17,9 +17,13 @@ CATCHUP_POLICIES: tuple[CatchupPolicy, ...] = ("all", "latest", "skip")
 DEFAULT_CATCHUP_WINDOW_S = 3600
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Schedule:
-    """One schedule, validated and immutable. `args_json` is encoded once, at load."""
+    """One schedule, validated and immutable. `args_json` is encoded once, at load.
+
+    Slotted, as a config may hold 100,000: the loader shares what schedules have alike (one
+    string per distinct value, one timeline per distinct trigger, one args object per distinct
+    args), so what is each schedule's own is little more than these slots."""
 
     name: str
     kind: Literal["cron", "every", "at"]

@@ -7,13 +7,11 @@ import json
 import re
 import zoneinfo
 from collections.abc import Callable, Mapping
-from datetime import datetime
 from types import MappingProxyType
 from typing import Any, Literal, cast
 from zoneinfo import ZoneInfo
 
-from scheduler.core.cronexpr import CronSyntaxError, parse_cron
-from scheduler.core.durations import format_duration, parse_duration_s
+from scheduler.core.durations import format_duration
 from scheduler.core.schedule import (
     CATCHUP_POLICIES,
     DEFAULT_CATCHUP_WINDOW_S,
@@ -21,8 +19,9 @@ from scheduler.core.schedule import (
     Problem,
     Schedule,
 )
-from scheduler.core.timefmt import parse_instant, rfc3339_utc
-from scheduler.core.timeline import AtTimeline, CronTimeline, EveryTimeline, Timeline
+from scheduler.core.timefmt import rfc3339_utc
+from scheduler.core.timeline import AtTimeline, Timeline
+from scheduler.core.triggers import Triggers, fires_within_bounds, to_instant, window_text
 from scheduler.core.yamlsource import LineMap
 from scheduler.core.zonehint import zone_hint
 
@@ -41,6 +40,10 @@ FIELD_KEYS = (
     "end",
     "description",
 )
+_KNOWN_KEYS = frozenset(TRIGGER_KEYS + FIELD_KEYS)
+_UTC = ZoneInfo("UTC")
+_NO_ARGS: Mapping[str, Any] = MappingProxyType({})  # the default args, one object for all
+_Kind = Literal["cron", "every", "at"]
 
 
 def did_you_mean(key: str, known: tuple[str, ...]) -> str:
@@ -61,14 +64,11 @@ class ScheduleChecker:
         self.now_ts = now_ts
         self.problems: list[Problem] = []
         self.warnings: list[Problem] = []
-        # Equal timelines are one object, so the leader plans them once (ticker.py).
-        self._timelines: dict[tuple[object, ...], Timeline] = {}
-
-    def _shared(self, key: tuple[object, ...], make: Callable[[], Timeline]) -> Timeline:
-        timeline = self._timelines.get(key)
-        if timeline is None:
-            timeline = self._timelines[key] = make()
-        return timeline
+        self._triggers = Triggers(self.problem)
+        # Memos for what 100,000 schedules repeat (only successes: a problem is found anew, so
+        # its message and line are always its own): zones, and args objects by their JSON.
+        self._zones: dict[str, ZoneInfo] = {}
+        self._args: dict[str, Mapping[str, Any] | tuple[Any, ...]] = {}
 
     def problem(self, line: int, message: str) -> None:
         self.problems.append(Problem(line, message))
@@ -95,7 +95,7 @@ class ScheduleChecker:
                 "'_', '.' or '-'",
             )
         for key in body:
-            if key not in TRIGGER_KEYS + FIELD_KEYS:
+            if key not in _KNOWN_KEYS:
                 self.problem(
                     where(key),
                     f"schedule {name!r}: unknown key {key!r}; "
@@ -109,13 +109,15 @@ class ScheduleChecker:
                 f"schedule {name!r} needs exactly one of cron, every or at; it has {what}",
             )
 
-        zone = ZoneInfo("UTC")
+        zone = _UTC
         zone_name = merged.get("timezone", "UTC")
         if not isinstance(zone_name, str) or not zone_name:
             self.problem(where("timezone"), f"schedule {name!r}: timezone must be an IANA name")
+        elif (known_zone := self._zones.get(zone_name)) is not None:
+            zone = known_zone
         else:
             try:
-                zone = ZoneInfo(zone_name)
+                zone = self._zones[zone_name] = ZoneInfo(zone_name)
             except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
                 self.problem(
                     where("timezone"),
@@ -132,7 +134,9 @@ class ScheduleChecker:
 
         args = merged.get("args", {})
         args_json = "{}"
-        if not isinstance(args, (dict, list)):
+        if "args" not in merged:
+            pass  # the default: no keyword arguments, and the shared object below
+        elif not isinstance(args, (dict, list)):
             self.problem(
                 where("args"),
                 f"schedule {name!r}: args must be a mapping (keyword arguments, e.g. {{a: 1}}) "
@@ -192,7 +196,7 @@ class ScheduleChecker:
         raw = body.get(kind)
         spec_text = str(raw)
         if len(triggers) == 1:
-            timeline = self._timeline(name, kind, raw, where(kind), zone, start_ts, end_ts)
+            timeline = self._triggers.timeline(name, kind, raw, where(kind), zone, start_ts, end_ts)
         if timeline is not None and jitter_s:
             shortest = timeline.shortest_interval_s
             if shortest is not None and jitter_s >= shortest:
@@ -203,7 +207,7 @@ class ScheduleChecker:
                     "could be enqueued out of order",
                 )
 
-        if timeline is not None and not _fires_within_bounds(timeline):
+        if timeline is not None and not fires_within_bounds(timeline):
             self.problem(
                 where("end") if end_ts is not None else where("start"),
                 f"schedule {name!r} never fires: "
@@ -212,19 +216,22 @@ class ScheduleChecker:
                     if kind == "at"
                     else f"{kind} {spec_text!r} has no fire "
                 )
-                + _window_text(start_ts, end_ts)
+                + window_text(start_ts, end_ts)
                 + "; widen the window or change the trigger",
             )
 
         if len(self.problems) > count_before or timeline is None:
             return None
         self._warn_if_over(name, kind, spec_text, timeline, where)
+        frozen = self._args.get(args_json) if "args" in merged else _NO_ARGS
+        if frozen is None:
+            frozen = self._args[args_json] = _frozen_args(json.loads(args_json))
         return Schedule(
             name=name,
-            kind=cast(Literal["cron", "every", "at"], kind),
+            kind=cast(_Kind, kind),
             spec=spec_text,
             job=cast(str, job).strip(),
-            args=_frozen_args(json.loads(args_json)),
+            args=frozen,
             args_json=args_json,
             queue=cast(str, queue),
             timezone=zone,
@@ -273,7 +280,7 @@ class ScheduleChecker:
         if key not in merged:
             return default
         try:
-            return parse_duration_s(merged[key])
+            return self._triggers.seconds(merged[key])
         except ValueError as error:
             self.problem(where(key), f"schedule {name!r}: {key}: {error}")
             return default
@@ -284,69 +291,11 @@ class ScheduleChecker:
         if merged.get(key) is None:
             return None
         try:
-            moment = _to_instant(merged[key], zone)
+            moment = to_instant(merged[key], zone)
         except ValueError as error:
             self.problem(where(key), f"schedule {name!r}: {key}: {error}")
             return None
         return moment
-
-    def _timeline(
-        self,
-        name: str,
-        kind: str,
-        raw: Any,
-        line: int,
-        zone: ZoneInfo,
-        start_ts: int | None,
-        end_ts: int | None,
-    ) -> Timeline | None:
-        if kind == "cron":
-            if not isinstance(raw, str):
-                self.problem(line, f"schedule {name!r}: cron must be a quoted string")
-                return None
-            try:
-                spec = parse_cron(raw, name)
-            except CronSyntaxError as error:
-                self.problem(line, f"schedule {name!r}: {error}")
-                return None
-            key = ("cron", spec.key, zone.key, start_ts, end_ts)
-            return self._shared(key, lambda: CronTimeline(spec, zone, start_ts, end_ts))
-        if kind == "every":
-            try:
-                interval = parse_duration_s(raw)
-            except ValueError as error:
-                self.problem(line, f"schedule {name!r}: every: {error}")
-                return None
-            if interval < 1:
-                self.problem(line, f"schedule {name!r}: every must be at least 1s")
-                return None
-            return self._shared(
-                ("every", interval, start_ts, end_ts),
-                lambda: EveryTimeline(interval, start_ts, end_ts),
-            )
-        try:
-            at_ts = _to_instant(raw, zone)
-        except ValueError as error:
-            self.problem(line, f"schedule {name!r}: at: {error}")
-            return None
-        return AtTimeline(at_ts, start_ts, end_ts)
-
-
-def _fires_within_bounds(timeline: Timeline) -> bool:
-    """Whether a bounded timeline has any fire at all: pure arithmetic, whatever `now` is."""
-    if timeline.start_ts is not None:
-        return timeline.next_after(timeline.start_ts - 1) is not None
-    if timeline.end_ts is not None:
-        return timeline.prev_before(timeline.end_ts + 1) is not None
-    return True
-
-
-def _window_text(start_ts: int | None, end_ts: int | None) -> str:
-    if start_ts is not None and end_ts is not None:
-        return f"between start {rfc3339_utc(start_ts)} and end {rfc3339_utc(end_ts)}"
-    if start_ts is not None:
-        return f"after start {rfc3339_utc(start_ts)}"
-    return f"before end {rfc3339_utc(end_ts or 0)}"
 
 
 def _all_keys(value: Any) -> list[Any]:
@@ -363,12 +312,3 @@ def _all_keys(value: Any) -> list[Any]:
 
 def _frozen_args(args: Any) -> Mapping[str, Any] | tuple[Any, ...]:
     return tuple(args) if isinstance(args, list) else MappingProxyType(args)
-
-
-def _to_instant(raw: Any, zone: ZoneInfo) -> int:
-    if isinstance(raw, bool) or not isinstance(raw, (str, int)):
-        raise ValueError(f"{raw!r} is not a date-time; write e.g. 2030-12-01T09:00:00+01:00")
-    moment: datetime = parse_instant(str(raw), zone)
-    if moment.microsecond:
-        raise ValueError(f"{raw!r} has a fraction of a second; fire times are whole seconds")
-    return int(moment.timestamp())

@@ -21,6 +21,7 @@ import math
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
+from scheduler.core.bulk import collector_paused
 from scheduler.core.catchup import LATE_AFTER_S, Plan, plan
 from scheduler.core.runs import DueFire, Trigger
 from scheduler.core.schedule import Schedule
@@ -32,7 +33,7 @@ _Slot = tuple[float, int]
 _Entry = tuple[str, int]
 
 
-@dataclass
+@dataclass(slots=True)  # one per schedule served: 100,000 of them
 class _State:
     schedule: Schedule
     after: int  # every fire up to here is decided
@@ -98,15 +99,16 @@ class Ticker:
         # Shared timelines at a shared position have one next fire: 100,000 schedules on a
         # few expressions cost a few cron computations here, not 100,000.
         known: dict[tuple[int, int], int | None] = {}
-        for schedule in self._schedules.values():
-            after = cursors.get(schedule.name, start_from)
-            key = (id(schedule.timeline), after)
-            if key not in known:
-                known[key] = schedule.timeline.next_after(after)
-            fire = known[key]
-            # Only a missed fire goes out at once; an upcoming one keeps its jitter, or every
-            # takeover would send the herd jitter is there to spread.
-            self._add_at(schedule, after, fire, catching_up=fire is not None and fire < now)
+        with collector_paused():  # a state and an entry per schedule, no cycles (bulk.py)
+            for schedule in self._schedules.values():
+                after = cursors.get(schedule.name, start_from)
+                key = (id(schedule.timeline), after)
+                if key not in known:
+                    known[key] = schedule.timeline.next_after(after)
+                fire = known[key]
+                # Only a missed fire goes out at once; an upcoming one keeps its jitter, or
+                # every takeover would send the herd jitter is there to spread.
+                self._add_at(schedule, after, fire, catching_up=fire is not None and fire < now)
 
     def unseen(self, cursors: Mapping[str, int]) -> dict[str, int]:
         """Enabled schedules without a cursor, and the position they start from: recorded in

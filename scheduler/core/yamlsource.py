@@ -12,6 +12,11 @@ from typing import Any
 
 import yaml
 
+from scheduler.core import yamlevents
+from scheduler.core.yamlevents import LineMap, Sink, duplicate_key
+
+__all__ = ["LineMap", "Sink", "YamlDocument", "YamlProblem", "load_yaml"]
+
 
 @dataclass(frozen=True)
 class YamlProblem:
@@ -23,17 +28,13 @@ class YamlProblem:
     notes: tuple[tuple[int, str], ...] = ()
 
 
-class LineMap(dict[Any, Any]):
-    """A mapping that knows the line of itself and of each key (1-based)."""
-
-    line: int
-    key_lines: dict[Any, int]
-
-
 @dataclass
 class YamlDocument:
     value: Any
     problems: list[YamlProblem] = field(default_factory=list)
+    # Whether the event builder made it, so a `stream` sink saw every entry it was meant to
+    # (if not, the full loader did, and the sink's work, if any, is to be thrown away).
+    streamed: bool = False
 
 
 # libyaml's parser when PyYAML was built with it: some 20 times faster than the pure-Python one,
@@ -67,13 +68,7 @@ def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> LineMap:
             loader.problems.append(YamlProblem(line, "a mapping key must be a plain value"))
             continue
         if key in result:
-            loader.problems.append(
-                YamlProblem(
-                    line,
-                    f"duplicate key {key!r} (first on line {result.key_lines[key]}); "
-                    "YAML would silently keep only the last one, so rename or remove one",
-                )
-            )
+            loader.problems.append(YamlProblem(line, duplicate_key(key, result.key_lines[key])))
             continue
         result[key] = loader.construct_object(value_node, deep=True)
         result.key_lines[key] = line
@@ -83,8 +78,22 @@ def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> LineMap:
 _Loader.add_constructor("tag:yaml.org,2002:map", _construct_mapping)
 
 
-def load_yaml(text: str) -> YamlDocument:
-    """Parse one YAML document; syntax errors come back as problems with their line."""
+def load_yaml(text: str, stream: tuple[str, Sink] | None = None) -> YamlDocument:
+    """Parse one YAML document; syntax errors come back as problems with their line.
+
+    The event builder (yamlevents.py) first: what it cannot build, and every broken document,
+    goes through the full loader below, whose results and messages are the reference. With
+    `stream`, the builder hands the entries under that root key to a sink (yamlevents.build)."""
+    found: list[tuple[int, str]] = []
+    try:
+        value = yamlevents.build(text, _Loader, found, stream)
+    except yamlevents.Unsupported:
+        return _load_fully(text)
+    return YamlDocument(value, [YamlProblem(line, message) for line, message in found], True)
+
+
+def _load_fully(text: str) -> YamlDocument:
+    """PyYAML's composer and constructor: tags, anchors, merge keys, and the error marks."""
     loader = _Loader(text)
     loader.problems = []
     try:

@@ -23,15 +23,23 @@ from scheduler.daemon.events import EventLog
 from scheduler.daemon.farewell import release_and_leave
 from scheduler.daemon.handover import NoticeListener
 from scheduler.daemon.heartbeat import Heartbeat
+from scheduler.daemon.relay import Relay
 from scheduler.daemon.renewal import Renewer
-from scheduler.daemon.takeover import FencedError, take_over
+from scheduler.daemon.takeover import FencedError, abandon_lease, take_over
 from scheduler.daemon.writer import WAKE_PAD_S, BatchWriter
 from scheduler.ops import failpoints
 from scheduler.ops.configwatch import ConfigWatch
 from scheduler.ops.metrics import Metrics
 from scheduler.ops.sdnotify import Notifier
 from scheduler.store.clock import RedisClock
-from scheduler.store.connection import REDIS_ERRORS, Backoff, Connector, ErrorEpisodes
+from scheduler.store.connection import (
+    REDIS_ERRORS,
+    Backoff,
+    Connector,
+    ErrorEpisodes,
+    client_db,
+    is_cluster,
+)
 from scheduler.store.durability import Durability
 from scheduler.store.keys import Keys
 from scheduler.store.lease import LeaseKeeper, LeaseTiming
@@ -78,7 +86,7 @@ class Daemon:
         self.writer = BatchWriter(
             self.ticker,
             RoutedTarget(
-                self.scripts, keys, config.queues, _own_db(self.client), _is_cluster(self.client)
+                self.scripts, keys, config.queues, client_db(self.client), is_cluster(self.client)
             ),
             self.lease,
             self.clock,
@@ -88,6 +96,14 @@ class Daemon:
             self.client,
             durability,
             timing.ttl_s,
+        )
+        self.relay = Relay.for_daemon(
+            connector,
+            keys,
+            replica_id,
+            metrics,
+            timing,
+            lambda: self._leading and self.lease.valid(),
         )
         queue_stats = QueueStats(self.client, keys)
         self.writer.on_targets = queue_stats.set_targets
@@ -249,15 +265,16 @@ class Daemon:
                 self.config.digest,
             )
         except FencedError as error:
-            self._abandon_lease(error)
+            abandon_lease(self.lease, error)
             return
         except BaseException as error:
-            self._abandon_lease(error)
+            abandon_lease(self.lease, error)
             raise
         self.writer.reset()
         self._leading = True
         self._leading_token = lease.token
         self._leading_event.set()
+        self.relay.lead()
         self.metrics.leader.set(1)
         self.metrics.lease_token.set(lease.token)
         self.metrics.leader_changes.labels("elected").inc()
@@ -275,21 +292,10 @@ class Daemon:
             f"leading since {rfc3339_utc(int(taken.now))} with token {lease.token}"
         )
 
-    def _abandon_lease(self, error: BaseException) -> None:
-        """Taking over failed part-way: give the lease back (if Redis lets us) so another
-        replica can lead now rather than after a TTL with no leader."""
-        lease = self.lease.lease
-        log.warning(
-            "could not take over (%s: %s); giving the lease back",
-            type(error).__name__,
-            error,
-            extra={"token": lease.token if lease else None, "event": "takeover_failed"},
-        )
-        self.lease.give_back()
-
     def _demote(self, why: str, event: str = "demoted") -> None:
         self.writer.reset()  # the ticker starts afresh from Redis's cursors on re-election
         self._leading = False
+        self.relay.stand_down()
         self._leading_event.clear()
         token = self._leading_token
         self.lease.drop()
@@ -359,6 +365,7 @@ class Daemon:
 
     def _show_config(self, config: Config) -> None:
         self.writer.configure(config)
+        self.relay.configure(config)
         self.metrics.show_config(config)
 
     def _notify_ready(self) -> None:
@@ -371,6 +378,8 @@ class Daemon:
     def _shutdown(self) -> None:
         self.notifier.stopping()
         self.writer.reset("stopping")  # the summary of what the last line did not show
+        self._leading = False
+        self.relay.stand_down()
         release_and_leave(self.lease, self.scripts, self.metrics, self.replica_id)
         log.info("stopped")
         self.client.close()
@@ -388,13 +397,3 @@ class Daemon:
             self._revive()
         except (RuntimeError, OSError) as error:
             log.warning("could not restart the embedded Redis: %s", error)
-
-
-def _own_db(client: Redis) -> int:
-    """The logical database the scheduler's keys are in (a target in another one is SELECTed)."""
-    pool = getattr(client, "connection_pool", None)
-    return int(pool.connection_kwargs.get("db", 0) or 0) if pool is not None else 0
-
-
-def _is_cluster(client: Redis) -> bool:
-    return getattr(client, "connection_pool", None) is None

@@ -4,6 +4,7 @@ leader (the loop gives the lease back if any step fails)."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from redis import Redis
@@ -12,7 +13,10 @@ from scheduler.core.runs import Lease
 from scheduler.core.ticker import Ticker
 from scheduler.ops import failpoints
 from scheduler.store.keys import Keys
+from scheduler.store.lease import LeaseKeeper
 from scheduler.store.scripts import Scripts
+
+log = logging.getLogger("scheduler.daemon")
 
 
 class FencedError(Exception):
@@ -47,3 +51,16 @@ def take_over(
     if not scripts.leader_info(lease.value, lease.token, replica_id, now, config_digest):
         raise FencedError("fenced while recording the leader info")
     return TakeOver(now, len(cursors) + len(unseen))
+
+
+def abandon_lease(keeper: LeaseKeeper, error: BaseException) -> None:
+    """Taking over failed part-way: give the lease back (if Redis lets us) so another replica
+    can lead now rather than after a TTL with no leader."""
+    lease = keeper.lease
+    log.warning(
+        "could not take over (%s: %s); giving the lease back",
+        type(error).__name__,
+        error,
+        extra={"token": lease.token if lease else None, "event": "takeover_failed"},
+    )
+    keeper.give_back()

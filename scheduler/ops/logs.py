@@ -52,6 +52,12 @@ def setup_logging(fmt: str, level: str, replica: str | None = None) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # The relay's clients log every connect at INFO and every failed attempt with a traceback;
+    # the relay says what failed itself, once per episode, with the password redacted.
+    # With --log-level debug they speak too.
+    quiet = logging.DEBUG if root.level <= logging.DEBUG else logging.CRITICAL
+    for chatty in ("pika", "nats", "psycopg"):
+        logging.getLogger(chatty).setLevel(quiet)
 
 
 class _ReplicaFilter(logging.Filter):

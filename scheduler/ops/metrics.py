@@ -21,6 +21,7 @@ from prometheus_client.utils import floatToGoString
 
 from scheduler import __version__
 from scheduler.core.schedule import Config
+from scheduler.ops.relaymetrics import RelayMetrics
 
 OUTCOMES = ("enqueued", "caught_up", "deduplicated", "fenced", "skipped", "misfired", "failed")
 SKIP_REASONS = ("paused", "disabled", "outside_window")
@@ -175,6 +176,7 @@ class Metrics:
             "When the main loop last turned (wall clock)",
             registry=r,
         )
+        self.relay = RelayMetrics(r)
         self.build = Info("cronlease_build", "Version of cronlease and Python", registry=r)
         self.build.info({"version": __version__, "python": platform.python_version()})
 

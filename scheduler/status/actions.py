@@ -3,22 +3,25 @@
 `pause` and `resume` are one set operation each: the leader reads the paused set on every
 heartbeat and logs its changes. `trigger` writes its run through the MANUAL script, which
 takes the current lease's token (or the epoch) and announces the run on the events channel, so
-the leader's log says what happened and who did it.
+the leader's log says what happened and who did it. That is for a queue that is a cronlease
+stream; a queue delivered into another job system gets its manual run from
+targets/operator.py instead, which the callers (cli/, web/) choose by the queue's target
+(status and targets are one layer and do not import each other).
 """
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass
 
 from redis import Redis
 
+from scheduler.core.runs import MANUAL_MARK, manual_run_id
 from scheduler.core.schedule import Schedule
 from scheduler.core.timefmt import rfc3339_utc, rfc3339_utc_ms
 from scheduler.store.keys import Keys
 from scheduler.store.scripts import Scripts
 
-MANUAL_MARK = "#manual-"
+__all__ = ["MANUAL_MARK", "Triggered", "manual_run_id", "set_paused", "trigger"]
 
 
 @dataclass(frozen=True)
@@ -29,11 +32,6 @@ class Triggered:
     fire_time: str
 
 
-def manual_run_id(name: str, fire_time: str) -> str:
-    """`<name>@<fire_time>#manual-<random>`: never equal to a scheduled run's id."""
-    return f"{name}@{fire_time}{MANUAL_MARK}{secrets.token_hex(6)}"
-
-
 def set_paused(client: Redis, keys: Keys, name: str, paused: bool) -> bool:
     """Pause or resume `name`; False when it already was in that state."""
     if paused:
@@ -41,15 +39,18 @@ def set_paused(client: Redis, keys: Keys, name: str, paused: bool) -> bool:
     return bool(int(client.srem(keys.paused, name)))
 
 
-def trigger(client: Redis, keys: Keys, schedule: Schedule, by: str) -> Triggered:
+def trigger(
+    client: Redis, keys: Keys, schedule: Schedule, by: str, stream: str | None = None
+) -> Triggered:
     """Enqueue one manual run of `schedule` now (Redis's TIME), outside the cron cursor; `by`
-    is who asked (a replica id, or the web page's `web@<replica>`)."""
+    is who asked (a replica id, or the web page's `web@<replica>`). `stream`: where, when not
+    the queue's stream (a relayed queue's outbox: the relay delivers it from there)."""
     seconds, micros = client.time()
     now = int(seconds) + int(micros) / 1e6
     fire_ts = int(seconds)
     fire_time = rfc3339_utc(fire_ts)
     run_id = manual_run_id(schedule.name, fire_time)
-    stream = keys.queue(schedule.queue)
+    stream = stream or keys.queue(schedule.queue)
     entry_id = Scripts(client, keys).manual(
         stream,
         [

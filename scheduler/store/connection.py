@@ -242,3 +242,14 @@ class Backoff:
 
     def reset(self) -> None:
         self._attempt = 0
+
+
+def client_db(client: Redis) -> int:
+    """The logical database a client's keys are in (0 for a cluster client)."""
+    pool = getattr(client, "connection_pool", None)
+    return int(pool.connection_kwargs.get("db", 0) or 0) if pool is not None else 0
+
+
+def is_cluster(client: Redis) -> bool:
+    """A Redis Cluster client (it has no single connection pool)."""
+    return getattr(client, "connection_pool", None) is None

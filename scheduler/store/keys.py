@@ -78,6 +78,11 @@ class Keys:
         """Stream of runs for one queue."""
         return f"{self.prefix}:queue:{name}"
 
+    def outbox(self, name: str) -> str:
+        """Stream of runs of a queue delivered by the relay (a target outside this Redis):
+        written by the enqueue script like a queue stream, read by the leader's relay."""
+        return f"{self.prefix}:outbox:{name}"
+
     def dead_letters(self, queue: str) -> str:
         """Stream of one queue's dead runs (`cronlease dlq`): the run's fields, the error and the
         attempts."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from redis import Redis
@@ -31,7 +31,6 @@ from scheduler.store.lua import (
     MANUAL,
     RELEASE,
     RENEW,
-    WRITE_RUNS,
 )
 
 
@@ -60,7 +59,6 @@ class Scripts:
         self._release: Script = client.register_script(RELEASE)
         self._enqueue: Script = client.register_script(ENQUEUE_STREAM)
         self._enqueue_target: Script = client.register_script(ENQUEUE_TARGET)
-        self._write_runs: Script = client.register_script(WRITE_RUNS)
         self._enqueue_keys = (keys.leader, keys.cursor, keys.paused)
         self._client = client
         self._heartbeat: Script = client.register_script(HEARTBEAT)
@@ -96,14 +94,14 @@ class Scripts:
 
     def enqueue_commands(self, lease: Lease, calls: Sequence[EnqueueCall]) -> EnqueueBatch:
         """ENQUEUE_STREAM calls as commands, RESP-encoded ahead of time (see run_enqueue):
-        encoding costs about a microsecond per argument, seven arguments per fire."""
+        encoding costs about a microsecond per argument, three per fire and five per group."""
         head = (lease.value, lease.token, lease.replica_id)
         sha, keys = self._enqueue.sha, self._enqueue_keys
         commands = [
             ("EVALSHA", sha, 3 + len(c.streams), *keys, *c.streams, *head, c.count, *c.fire_args)
             for c in calls
         ]
-        return self._batch(commands, ENQUEUE_STREAM)
+        return self._batch(commands, ENQUEUE_STREAM, sparse=True)
 
     def target_commands(
         self, lease: Lease, calls: Sequence[TargetCall], own_db: int
@@ -127,20 +125,13 @@ class Scripts:
         ]
         return self._batch(commands, ENQUEUE_TARGET)
 
-    def write_runs(
-        self, keys: Sequence[str], db: int | None, count: int, args: Sequence[Any]
-    ) -> list[int]:
-        """WRITE_RUNS: operator runs into a target queue; one code per run (1 written, 0 there
-        already). Raises RedisError naming the key when one holds another type."""
-        reply = self._write_runs(keys=list(keys), args=["" if db is None else db, count, *args])
-        if reply and int(reply[0]) == -3:
-            raise RedisError(f"the key {_text(reply[1])} holds another type than the target writes")
-        return [int(code) for code in reply]
-
-    def _batch(self, commands: list[tuple[Any, ...]], script: str) -> EnqueueBatch:
+    def _batch(
+        self, commands: list[tuple[Any, ...]], script: str, sparse: bool = False
+    ) -> EnqueueBatch:
         if self._packer is None:  # a cluster client routes each call itself
-            return EnqueueBatch(commands, None, script)
-        return EnqueueBatch(commands, [self._packer.pack_command(*c) for c in commands], script)
+            return EnqueueBatch(commands, None, script, sparse)
+        packed = [self._packer.pack_command(*c) for c in commands]
+        return EnqueueBatch(commands, packed, script, sparse)
 
     def run_enqueue(self, batch: EnqueueBatch) -> list[EnqueueReply]:
         """Send every call on one connection before reading any reply: Redis works on the first
@@ -163,7 +154,7 @@ class Scripts:
             retried = self._pipelined([batch.commands[i] for i in early], None)
             for index, reply in zip(early, retried, strict=True):
                 replies[index] = reply
-        return [_enqueue_reply(reply) for reply in replies]
+        return [_enqueue_reply(reply, batch.sparse) for reply in replies]
 
     def _pipelined(
         self, commands: Sequence[tuple[Any, ...]], packed: Sequence[list[bytes]] | None
@@ -299,8 +290,8 @@ def decode_notice(data: object) -> Notice | None:
 @dataclass(frozen=True)
 class EnqueueCall:
     streams: Sequence[str]  # KEYS[4..]
-    fire_args: Sequence[Any]  # 7 values per fire, in ENQUEUE_STREAM's ARGV order
-    count: int
+    fire_args: Sequence[Any]  # ENQUEUE_STREAM's ARGV from ARGV[5]: groups, then the columns
+    count: int  # fires (ARGV[4])
 
 
 @dataclass(frozen=True)
@@ -316,13 +307,18 @@ class EnqueueBatch:
     commands: list[tuple[Any, ...]]
     packed: list[list[bytes]] | None  # the same, RESP-encoded, when the client allows it
     script: str = ENQUEUE_STREAM  # the script's text, loaded again on NOSCRIPT
+    # Replies name only the fires not enqueued, as (position, code) pairs (ENQUEUE_STREAM's);
+    # else one code per fire (ENQUEUE_TARGET's).
+    sparse: bool = False
 
 
 @dataclass(frozen=True)
 class EnqueueReply:
     fenced: bool
-    codes: list[int]
+    codes: list[int]  # one per fire; empty for a sparse reply (see `others`)
     enqueued_at_s: float  # Redis time when the call began (0 when fenced)
+    # A sparse reply's fires that were not enqueued: 0-based position in the call -> code.
+    others: dict[int, int] = field(default_factory=dict)
 
 
 TOO_EARLY = -2
@@ -331,7 +327,7 @@ EARLY_RETRIES = 200
 EARLY_PAUSE_S = 0.005
 
 
-def _enqueue_reply(reply: Any) -> EnqueueReply:
+def _enqueue_reply(reply: Any, sparse: bool) -> EnqueueReply:
     if isinstance(reply, Exception):
         raise reply
     if reply == TOO_EARLY:
@@ -339,7 +335,11 @@ def _enqueue_reply(reply: Any) -> EnqueueReply:
     if not isinstance(reply, list):
         return EnqueueReply(True, [], 0.0)
     sec, usec, *codes = reply
-    return EnqueueReply(False, [int(code) for code in codes], int(sec) + int(usec) / 1e6)
+    at = int(sec) + int(usec) / 1e6
+    if sparse:
+        pairs = zip(codes[0::2], codes[1::2], strict=True)
+        return EnqueueReply(False, [], at, {int(j) - 1: int(code) for j, code in pairs})
+    return EnqueueReply(False, [int(code) for code in codes], at)
 
 
 def _packer(client: Redis) -> Any:

@@ -6,6 +6,7 @@ import importlib
 from collections.abc import Mapping
 
 from scheduler.core.queues import QueueSpec
+from scheduler.store.keys import Keys
 from scheduler.store.queuestats import TargetQueue
 from scheduler.targets.encoding import Encoder
 
@@ -36,8 +37,20 @@ def target_queues(encoders: Mapping[str, Encoder]) -> dict[str, TargetQueue]:
     }
 
 
-def target_queues_of(queues: Mapping[str, QueueSpec]) -> dict[str, TargetQueue]:
-    """The same, from a config's `queues:` (for `status`, which runs no router)."""
-    return target_queues(
-        {queue: encoder_for(spec) for queue, spec in queues.items() if spec.target != "stream"}
+def target_queues_of(
+    queues: Mapping[str, QueueSpec], keys: Keys | None = None
+) -> dict[str, TargetQueue]:
+    """The same, from a config's `queues:` (for `status`, which runs no router); a relayed
+    queue's runs wait in its outbox stream."""
+    keys = keys or Keys()
+    found = target_queues(
+        {
+            queue: encoder_for(spec)
+            for queue, spec in queues.items()
+            if spec.target != "stream" and not spec.relayed
+        }
     )
+    for queue, spec in queues.items():
+        if spec.relayed:
+            found[queue] = TargetQueue(None, [(keys.outbox(queue), "stream")])
+    return found

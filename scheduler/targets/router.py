@@ -38,6 +38,8 @@ class PreparedRoutes:
     fires: Sequence[DueFire]
     stream: PreparedStream | None
     stream_index: list[int]  # position in `fires` of each of the stream's fires
+    outbox: PreparedStream | None
+    outbox_index: list[int]
     targets: EnqueueBatch | None
     target_index: list[int]
     target_counts: list[int]  # fires per target call
@@ -56,6 +58,9 @@ class RoutedTarget:
     ) -> None:
         self._scripts = scripts
         self._stream = StreamTarget(scripts, keys)
+        # Relayed queues' runs go, as stream entries, to their outbox (daemon/relay.py).
+        self._outbox_keys = OutboxKeys(keys.namespace)
+        self._outbox = StreamTarget(scripts, self._outbox_keys)
         self._own_db = own_db
         # Redis Cluster: a script's keys must share one slot and there is only db 0, so no
         # foreign system's keys can be written beside the cursor (TARGETS.md).
@@ -64,18 +69,23 @@ class RoutedTarget:
         self.configure(queues)
 
     def configure(self, queues: Mapping[str, QueueSpec]) -> None:
+        self._relayed = {name for name, spec in queues.items() if spec.relayed}
         self._encoders: dict[str, Encoder] = {
             name: self._make_encoder(spec)
             for name, spec in queues.items()
-            if spec.target != "stream"
+            if spec.target != "stream" and name not in self._relayed
         }
 
     def encoder(self, queue: str) -> Encoder | None:
         return self._encoders.get(queue)
 
     def target_queues(self) -> dict[str, TargetQueue]:
-        """Where each target queue's waiting runs are (for the queue-length gauge)."""
-        return target_queues(self._encoders)
+        """Where each target queue's waiting runs are (for the queue-length gauge): a
+        relayed queue's are in its outbox until the relay delivers them."""
+        found = target_queues(self._encoders)
+        for queue in self._relayed:
+            found[queue] = TargetQueue(None, [(self._outbox_keys.outbox(queue), "stream")])
+        return found
 
     def refusal(self, queue: str) -> str | None:
         """Why a queue cannot take runs at all here, or None."""
@@ -89,6 +99,8 @@ class RoutedTarget:
     def prepare(self, lease: Lease, fires: Sequence[DueFire], at: float) -> PreparedRoutes:
         stream_fires: list[DueFire] = []
         stream_index: list[int] = []
+        outbox_fires: list[DueFire] = []
+        outbox_index: list[int] = []
         refused_index: list[int] = []
         by_db: dict[int | None, _Calls] = {}
         target_index: dict[int | None, list[int]] = {}
@@ -98,6 +110,10 @@ class RoutedTarget:
         for position, fire in enumerate(fires):
             schedule, fire_ts, trigger = fire
             encoder = self._encoders.get(schedule.queue)
+            if schedule.queue in self._relayed:
+                outbox_fires.append(fire)
+                outbox_index.append(position)
+                continue
             if encoder is None:
                 stream_fires.append(fire)
                 stream_index.append(position)
@@ -135,6 +151,8 @@ class RoutedTarget:
             fires=fires,
             stream=self._stream.prepare(lease, stream_fires) if stream_fires else None,
             stream_index=stream_index,
+            outbox=self._outbox.prepare(lease, outbox_fires) if outbox_fires else None,
+            outbox_index=outbox_index,
             targets=(
                 self._scripts.target_commands(lease, target_calls, self._own_db)
                 if target_calls
@@ -150,23 +168,34 @@ class RoutedTarget:
         count = len(prepared.fires)
         outcomes: list[Outcome] = [Outcome.REFUSED] * count
         times: list[float] = [0.0] * count
-        if prepared.stream is not None:
-            written = self._stream.send(prepared.stream)
-            for i, outcome, at in zip(
-                prepared.stream_index, written.outcomes, written.enqueued_at_s, strict=True
-            ):
+        for target, part, index in (
+            (self._stream, prepared.stream, prepared.stream_index),
+            (self._outbox, prepared.outbox, prepared.outbox_index),
+        ):
+            if part is None:
+                continue
+            written = target.send(part)
+            for i, outcome, at in zip(index, written.outcomes, written.enqueued_at_s, strict=True):
                 outcomes[i], times[i] = outcome, at
         if prepared.targets is not None:
             replies = self._scripts.run_enqueue(prepared.targets)
-            index = iter(prepared.target_index)
+            positions = iter(prepared.target_index)
             for calls, reply in zip(prepared.target_counts, replies, strict=True):
                 for n in range(calls):
-                    i = next(index)
+                    i = next(positions)
                     if reply.fenced:
                         outcomes[i] = Outcome.FENCED
                     else:
                         outcomes[i], times[i] = _CODES[reply.codes[n]], reply.enqueued_at_s
         return Written(outcomes, times)
+
+
+class OutboxKeys(Keys):
+    """Keys whose `queue()` is the outbox stream: the stream target, given these, writes a
+    relayed queue's runs to `{ns}:outbox:<queue>` with every guarantee of a queue stream."""
+
+    def queue(self, name: str) -> str:
+        return self.outbox(name)
 
 
 class _Calls:

@@ -22,7 +22,7 @@ _CODES = {1: Outcome.ENQUEUED, 0: Outcome.DUPLICATE, 2: Outcome.PAUSED, 3: Outco
 class PreparedStream:
     fires: Sequence[DueFire]
     commands: EnqueueBatch
-    counts: list[int]  # fires per command
+    orders: list[list[int]]  # per command: the position in `fires` of each of its fires
 
 
 def run_id(schedule: str, fire_time: str) -> str:
@@ -36,22 +36,26 @@ class StreamTarget:
         self._keys = keys
 
     def prepare(self, lease: Lease, fires: Sequence[DueFire], at: float = 0.0) -> PreparedStream:
-        calls = self._calls(fires)
+        calls, orders = self._calls(fires)
         commands = self._scripts.enqueue_commands(lease, calls)
-        return PreparedStream(fires, commands, [call.count for call in calls])
+        return PreparedStream(fires, commands, orders)
 
     def send(self, prepared: Prepared) -> Written:
         assert isinstance(prepared, PreparedStream)
         replies = self._scripts.run_enqueue(prepared.commands)
-        outcomes: list[Outcome] = []
-        times: list[float] = []
-        for count, reply in zip(prepared.counts, replies, strict=True):
+        count = len(prepared.fires)
+        outcomes = [Outcome.ENQUEUED] * count
+        times = [0.0] * count
+        for order, reply in zip(prepared.orders, replies, strict=True):
             if reply.fenced:
-                outcomes.extend([Outcome.FENCED] * count)
-                times.extend([0.0] * count)
-            else:
-                outcomes.extend(_CODES[code] for code in reply.codes)
-                times.extend([reply.enqueued_at_s] * count)
+                for position in order:
+                    outcomes[position] = Outcome.FENCED
+                continue
+            at = reply.enqueued_at_s
+            for position in order:
+                times[position] = at
+            for j, code in reply.others.items():
+                outcomes[order[j]] = _CODES[code]
         return Written(outcomes, times)
 
     def refusal(self, queue: str) -> str | None:
@@ -60,35 +64,77 @@ class StreamTarget:
     def enqueue(self, lease: Lease, fires: Sequence[DueFire]) -> Written:
         return self.send(self.prepare(lease, fires))
 
-    def _calls(self, fires: Sequence[DueFire]) -> list[EnqueueCall]:
-        """Script calls of up to MAX_FIRES_PER_CALL fires. A schedule's fires never straddle two
-        calls: each call is atomic, so a schedule's cursor moves all-or-nothing in one."""
-        queue_key = self._keys.queue
+    def _calls(self, fires: Sequence[DueFire]) -> tuple[list[EnqueueCall], list[list[int]]]:
+        """Script calls of up to MAX_FIRES_PER_CALL fires, and the positions of each call's
+        fires in `fires`. A schedule's fires never straddle two calls: each call is atomic, so
+        a schedule's cursor moves all-or-nothing in one."""
         calls: list[EnqueueCall] = []
+        orders: list[list[int]] = []
         limit = FIRST_CALL_FIRES
+        groups: dict[tuple[int, int, str], _Group] = {}
         streams: dict[str, int] = {}
-        args: list[object] = []
         count = 0
         previous = None
-        for schedule, fire_ts, trigger in fires:
+        for position, (schedule, fire_ts, trigger) in enumerate(fires):
             if count >= limit and schedule is not previous:
-                calls.append(EnqueueCall([queue_key(q) for q in streams], args, count))
-                streams, args, count, limit = {}, [], 0, MAX_FIRES_PER_CALL
+                self._finish(groups, streams, count, calls, orders)
+                groups, streams, count, limit = {}, {}, 0, MAX_FIRES_PER_CALL
             previous = schedule
             queue = schedule.queue
             index = streams.get(queue)
             if index is None:
                 index = streams[queue] = len(streams) + 1
-            args += (
-                index,
-                schedule.name,
-                schedule.job,
-                schedule.args_json,
-                queue,
-                fire_ts,
-                trigger.value,
-            )
+            key = (fire_ts, index, trigger.value)
+            group = groups.get(key)
+            if group is None:
+                group = groups[key] = _Group(queue)
+            group.names.append(schedule.name)
+            group.jobs.append(schedule.job)
+            group.args.append(schedule.args_json)
+            group.positions.append(position)
             count += 1
         if count:
-            calls.append(EnqueueCall([queue_key(q) for q in streams], args, count))
-        return calls
+            self._finish(groups, streams, count, calls, orders)
+        return calls, orders
+
+    def _finish(
+        self,
+        groups: dict[tuple[int, int, str], _Group],
+        streams: dict[str, int],
+        count: int,
+        calls: list[EnqueueCall],
+        orders: list[list[int]],
+    ) -> None:
+        """One call's arguments (ENQUEUE_STREAM's layout): its groups oldest fire_ts first, so
+        each schedule's fires stay oldest first, then the three columns in group order."""
+        head: list[object] = [len(groups)]
+        names: list[str] = []
+        jobs: list[str] = []
+        args: list[str] = []
+        order: list[int] = []
+        for key in sorted(groups):
+            fire_ts, index, trigger = key
+            group = groups[key]
+            head += (index, group.queue, trigger, fire_ts, len(group.names))
+            names += group.names
+            jobs += group.jobs
+            args += group.args
+            order += group.positions
+        queue_key = self._keys.queue
+        calls.append(
+            EnqueueCall([queue_key(q) for q in streams], [*head, *names, *jobs, *args], count)
+        )
+        orders.append(order)
+
+
+class _Group:
+    """The fires of one call that share a fire_ts, a stream and a trigger."""
+
+    __slots__ = ("args", "jobs", "names", "positions", "queue")
+
+    def __init__(self, queue: str) -> None:
+        self.queue = queue
+        self.names: list[str] = []
+        self.jobs: list[str] = []
+        self.args: list[str] = []
+        self.positions: list[int] = []

@@ -6,6 +6,8 @@ GET  /api/status[?q=&offset=&limit=]    what `cronlease status --json` prints; w
                                         and `web` whether actions are on
 GET  /api/runs[?schedule=NAME&limit=N]  the most recent runs, newest first, with their delivery
 POST /api/schedules/NAME/pause|resume|trigger   with `Authorization: Bearer <admin token>`
+                                        (trigger: into the queue's stream, or its target's
+                                        own queue; 409 when that target cannot take it)
 
 Every replica reads Redis as `cronlease status` does, followers too. The page's text is built
 in the browser with textContent only, so a name or a job string is never markup.
@@ -25,7 +27,8 @@ from urllib.parse import parse_qs, unquote
 
 from redis import Redis
 
-from scheduler.core.schedule import Config
+from scheduler.core.queues import QueueSpec
+from scheduler.core.schedule import Config, Schedule
 from scheduler.ops.httpserver import Reply, Request
 from scheduler.status import actions
 from scheduler.status.jsonview import render_json, report_dict
@@ -35,6 +38,7 @@ from scheduler.status.runs import recent_runs
 from scheduler.status.snapshot import read_snapshot
 from scheduler.store.connection import REDIS_ERRORS, redact
 from scheduler.store.keys import Keys
+from scheduler.targets.operator import OperatorRefused, OperatorWriter
 from scheduler.targets.registry import target_queues_of
 from scheduler.web.auth import TokenSource, check
 
@@ -144,7 +148,7 @@ class StatusApp:
                 return self._cached[1]
             config = self._config()
             queues = {s.queue for s in config.schedules}
-            targets = target_queues_of(config.queues)
+            targets = target_queues_of(config.queues, self._keys)
             snap = read_snapshot(self._client(), self._keys, queues, targets)
             self._next_fires.forget_except({s.name for s in config.schedules})
             report = build_report(
@@ -212,16 +216,18 @@ class StatusApp:
         if refused is not None:
             log.warning("web: %s of %r refused: %s", verb, name, refused)
             return _json(403, {"error": refused})
-        schedule = self._config().by_name().get(name)
+        config = self._config()
+        schedule = config.by_name().get(name)
         if schedule is None:
             return _json(404, {"error": f"unknown schedule {name!r} in {self._config_path}"})
         client = self._client()
         by = f"web@{self._replica_id}"
         if verb == "trigger":
-            run = actions.trigger(client, self._keys, schedule, by)
-            log.info("web: triggered %s: run %s, entry %s", name, run.run_id, run.entry_id)
-            message = f"enqueued manual run {run.run_id} as entry {run.entry_id} of {run.stream}"
-            result: dict[str, Any] = {"ok": True, "message": message, **asdict(run)}
+            try:
+                result = self._trigger(client, schedule, config.queue(schedule.queue), by)
+            except OperatorRefused as error:
+                log.warning("web: trigger of %r refused: %s", name, error)
+                return _json(409, {"error": str(error)})
         else:
             paused = verb == "pause"
             changed = actions.set_paused(client, self._keys, name, paused)
@@ -232,6 +238,21 @@ class StatusApp:
         with self._lock:
             self._cached = None  # the next read shows what this action did
         return _json(200, result)
+
+    def _trigger(
+        self, client: Redis, schedule: Schedule, spec: QueueSpec, by: str
+    ) -> dict[str, Any]:
+        """A manual run into the schedule's queue: its stream, or its target's own queue."""
+        if spec.target != "stream" and not spec.relayed:
+            into = OperatorWriter(client, self._keys, spec).trigger(schedule, by)
+            log.info("web: triggered %s: run %s, job %s", schedule.name, into.run_id, into.job_id)
+            message = f"enqueued manual run {into.run_id} as job {into.job_id} of {into.target}"
+            return {"ok": True, "message": message, **asdict(into)}
+        outbox = self._keys.outbox(schedule.queue) if spec.relayed else None
+        run = actions.trigger(client, self._keys, schedule, by, outbox)
+        log.info("web: triggered %s: run %s, entry %s", schedule.name, run.run_id, run.entry_id)
+        message = f"enqueued manual run {run.run_id} as entry {run.entry_id} of {run.stream}"
+        return {"ok": True, "message": message, **asdict(run)}
 
 
 def _json(status: int, value: object, headers: tuple[tuple[str, str], ...] = ()) -> Reply:

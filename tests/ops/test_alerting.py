@@ -1,9 +1,10 @@
 """The Prometheus rules, their unit tests and the Grafana dashboard (helm/cronlease/files/).
 
 Offline checks always run: the files parse, every expected alert exists with `for`, a severity and
-annotations, every metric named in an expression is one scheduler/ops/metrics.py registers (with
-the suffixes prometheus-client adds) or one of the worker's (WORKER_METRICS below, checked against
-scheduler/worker/ once that package exists), label matchers use real labels and values, and the
+annotations, every metric named in an expression is one scheduler/ops/metrics.py registers (the
+outbox relay's of scheduler/ops/relaymetrics.py included; with the suffixes prometheus-client
+adds) or one of the worker's (WORKER_METRICS below, checked against scheduler/worker/ once that
+package exists), label matchers use real labels and values, and the
 dashboard takes its data source from the `${datasource}` variable everywhere. When `promtool` is
 on PATH, `promtool check rules` and `promtool test rules` must pass too, and every dashboard
 expression must parse as PromQL.
@@ -24,6 +25,7 @@ import yaml
 from prometheus_client import CollectorRegistry
 from prometheus_client.metrics import MetricWrapperBase
 
+from scheduler.core.queues import TARGETS
 from scheduler.ops import metrics as metrics_mod
 from scheduler.ops.metrics import Metrics, WeightedHistogram
 
@@ -47,6 +49,9 @@ EXPECTED_ALERTS = {
     "CronleaseRedisErrors",
     "CronleaseReplicaDown",
     "CronleaseLoopStalled",
+    "CronleaseOutboxBacklog",
+    "CronleaseRelayFailing",
+    "CronleaseRelayRedelivered",
     "CronleaseWorkerDeadLetters",
     "CronleaseWorkerFailureRateHigh",
     "CronleaseWorkerBacklogOld",
@@ -80,6 +85,7 @@ KNOWN_VALUES = {
     "event": set(metrics_mod.LEADER_EVENTS),
     "result": set(metrics_mod.RENEW_RESULTS) | set(metrics_mod.RELOAD_RESULTS),
     "kind": set(metrics_mod.REDIS_ERROR_KINDS),
+    "target": set(TARGETS),
 }
 WORKER_KNOWN_VALUES = {"outcome": set(WORKER_OUTCOMES)}
 SUFFIXES = {
@@ -191,7 +197,8 @@ def registered() -> dict[str, set[str]]:
     m = Metrics(CollectorRegistry())
     suffixes = SUFFIXES
     names: dict[str, set[str]] = {}
-    for wrapper in vars(m).values():
+    # The outbox relay's series are registered by m.relay (scheduler/ops/relaymetrics.py).
+    for wrapper in [*vars(m).values(), *vars(m.relay).values()]:
         if not isinstance(wrapper, (MetricWrapperBase, WeightedHistogram)):
             continue
         for family in wrapper.describe():
@@ -202,6 +209,13 @@ def registered() -> dict[str, set[str]]:
                 names[family.name + suffix] = labels
     # Cross-check with what the registry really exposes once every kind of series exists.
     m.set_schedules(["report"], {"report": 60})
+    m.queue_target.labels("report", "rabbitmq", "report", "").set(1)
+    relay = m.relay
+    relay.show("report", 2, 1, 3.0)
+    for counter in (relay.delivered, relay.duplicates, relay.redelivered, relay.retried):
+        counter.labels("report").inc()
+    relay.failed.labels("report").inc()
+    relay.lag.labels("report").observe(0.1)
     exposed = {s.name for family in m.registry.collect() for s in family.samples}
     assert exposed <= set(names), exposed - set(names)
     workers = worker_series()
@@ -284,6 +298,10 @@ def test_registry_names_carry_prometheus_client_suffixes() -> None:
         "cronlease_enqueue_lag_seconds_bucket",
         "cronlease_build_info",
         "cronlease_config_reloads_total",
+        "cronlease_relay_delivered_total",
+        "cronlease_relay_lag_seconds_bucket",
+        "cronlease_outbox_oldest_age_seconds",
+        "cronlease_queue_target_info",
     ):
         assert name in names
 
@@ -414,6 +432,14 @@ def test_dashboard_has_the_panels_asked_for() -> None:
         "cronlease_worker_retries_waiting{",
         "cronlease_worker_dead_letters{",
         "cronlease_worker_oldest_waiting_age_seconds{",
+        "sum by (queue) (rate(cronlease_relay_delivered_total{",
+        "sum by (queue) (rate(cronlease_relay_failed_total{",
+        "sum by (queue) (rate(cronlease_relay_retried_total{",
+        "histogram_quantile(0.5, sum by (le, queue) (rate(cronlease_relay_lag_seconds_bucket{",
+        "histogram_quantile(0.99, sum by (le, queue) (rate(cronlease_relay_lag_seconds_bucket{",
+        "cronlease_outbox_waiting{",
+        "cronlease_outbox_oldest_age_seconds{",
+        "cronlease_queue_target_info{",
     ):
         assert needle in exprs, needle
 

@@ -14,6 +14,7 @@ from redis import Redis
 from scheduler.core.config import parse_config
 from scheduler.core.runs import DueFire, Lease, Outcome, Trigger
 from scheduler.store.keys import Keys
+from scheduler.store.lua import ENQUEUE_STREAM
 from scheduler.store.scripts import Notice, Scripts, decode_notice
 from scheduler.targets.stream import StreamTarget
 
@@ -209,6 +210,71 @@ def test_a_queue_key_of_another_type_is_refused_before_anything_is_written(redis
         Outcome.ENQUEUED,
         Outcome.DUPLICATE,
     ]
+
+
+MIXED = parse_config(
+    """
+schedules:
+  report: {every: 10s, job: reports.nightly, queue: reports}
+  other: {every: 10s, job: reports.other, args: [1, 2], queue: reports}
+  beat: {every: 10s, job: monitoring.beat}
+"""
+)
+
+
+def test_one_call_of_several_queues_seconds_and_triggers_keeps_each_fires_outcome(
+    redis: Redis,
+) -> None:
+    # A call groups its fires by (fire_ts, stream, trigger), oldest first: each outcome must
+    # still land on its own fire, and a schedule's catch-up fires go out oldest first.
+    report, other, beat = MIXED.schedules
+    t = 1795312800
+    scripts = Scripts(redis, KEYS)
+    lease = lease_for(scripts)
+    redis.hset(KEYS.cursor, "report", t)
+    redis.sadd(KEYS.paused, "other")
+    batch = [
+        DueFire(beat, t + 20, Trigger.CATCHUP),
+        DueFire(report, t, Trigger.SCHEDULED),
+        DueFire(beat, t + 30, Trigger.CATCHUP),
+        DueFire(other, t + 10, Trigger.SCHEDULED),
+        DueFire(beat, t + 40, Trigger.SCHEDULED),
+    ]
+    written = StreamTarget(scripts, KEYS).enqueue(lease, batch)
+    assert written.outcomes == [
+        Outcome.ENQUEUED,
+        Outcome.DUPLICATE,
+        Outcome.ENQUEUED,
+        Outcome.PAUSED,
+        Outcome.ENQUEUED,
+    ]
+    assert len(set(written.enqueued_at_s)) == 1 and written.enqueued_at_s[0] > 0
+    runs = [fields for _, fields in redis.xrange(KEYS.queue("default"))]
+    assert [(r["run_id"], r["fire_ts"], r["trigger"]) for r in runs] == [
+        ("beat@2026-11-22T02:00:20Z", str(t + 20), "catchup"),
+        ("beat@2026-11-22T02:00:30Z", str(t + 30), "catchup"),
+        ("beat@2026-11-22T02:00:40Z", str(t + 40), "scheduled"),
+    ]
+    assert {r["job"] for r in runs} == {"monitoring.beat"} and runs[0]["queue"] == "default"
+    assert redis.xlen(KEYS.queue("reports")) == 0
+    assert redis.hgetall(KEYS.cursor) == {
+        "report": str(t),
+        "other": str(t + 10),
+        "beat": str(t + 40),
+    }
+
+
+def test_a_call_with_a_fire_in_redis_future_writes_nothing(redis: Redis) -> None:
+    scripts = Scripts(redis, KEYS)
+    lease = lease_for(scripts)
+    now = int(redis.time()[0])
+    prepared = StreamTarget(scripts, KEYS).prepare(
+        lease, fires((REPORT, now - 60), (BEAT, now + 3600))
+    )
+    [command] = prepared.commands.commands
+    redis.script_load(ENQUEUE_STREAM)
+    assert redis.execute_command(*command) == -2
+    assert redis.xlen(KEYS.queue("reports")) == 0 and not redis.exists(KEYS.cursor)
 
 
 def test_advance_cursors_only_raises_and_is_fenced(redis: Redis) -> None:

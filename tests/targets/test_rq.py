@@ -1,6 +1,6 @@
 """RQ target: the job hash is the one RQ's own enqueue writes (pickle and JSON serializers), and
 a REAL `rq worker` (rq 2.12.0, from tests/targets/workers/rq) executes every run exactly once
-through leader failovers.
+through leader failovers (the worker itself: tests/targets/rqworker.py).
 
 The pickle worker runs against the session Redis in db 0, the JSON one (`--serializer
 rq.serializers.JSONSerializer`) in db 2, so db selection is proven by a real worker too. A
@@ -11,9 +11,7 @@ tests that need it.
 from __future__ import annotations
 
 import json
-import os
 import pickle
-import signal
 import subprocess
 import time
 import zlib
@@ -37,10 +35,10 @@ from scheduler.targets.rq import RqEncoder, call_string, utcformat
 from scheduler.targets.runid import decode_run_id
 from tests.redis_server import RedisServer, wait_until
 from tests.targets.harness import prove_exactly_once_through_failover
-from tests.targets.workers import venv_bin, worker_dir
+from tests.targets.rqworker import Worker, start_rq_worker, url_with_db
+from tests.targets.workers import venv_bin
 
 JSON_DB = 2
-START_TIMEOUT_S = 20.0
 JOB = "rqjobs.record"
 FIRE_TS = 1_795_312_800  # 2026-11-22T02:00:00Z
 
@@ -81,10 +79,6 @@ def make_run(
         token="0000000000000007",
         replica="r1",
     )
-
-
-def url_with_db(server: RedisServer, db: int) -> str:
-    return f"{server.url.rsplit('/', 1)[0]}/{db}"
 
 
 def hash_of(encoder: RqEncoder, run: Run) -> dict[str, Any]:
@@ -253,81 +247,11 @@ def test_a_second_write_of_the_same_run_is_refused_by_the_job_hash(
 # --- the real workers ----------------------------------------------------------------------
 
 
-class Worker:
-    def __init__(self, process: subprocess.Popen[bytes], record: Path, log: Path) -> None:
-        self.process = process
-        self.record = record
-        self.log = log
-
-    def lines(self) -> list[dict[str, Any]]:
-        if not self.record.exists():
-            return []
-        return [json.loads(line) for line in self.record.read_text().splitlines()]
-
-    def executed(self) -> list[str]:
-        return [decode_run_id(line["id"]) for line in self.lines()]
-
-    def reset(self) -> None:
-        self.record.write_text("")
-
-    def log_tail(self) -> str:
-        return self.log.read_text()[-4000:] if self.log.exists() else ""
-
-    def wait_for(self, count: int) -> list[dict[str, Any]]:
-        def ran() -> bool:
-            assert self.process.poll() is None, f"rq worker exited:\n{self.log_tail()}"
-            return len(self.lines()) >= count
-
-        try:
-            wait_until(ran, 15, 0.05)
-        except AssertionError:
-            raise AssertionError(f"ran {self.lines()}\n{self.log_tail()}") from None
-        return self.lines()
-
-
-def _start(
-    redis_server: RedisServer, folder: Path, db: int, serializer: str | None
-) -> Iterator[Worker]:
-    rq = venv_bin("rq", "rq")
-    record, log = folder / "executed.jsonl", folder / "worker.log"
-    env = {**os.environ, "CRONLEASE_EXECUTED": str(record)}
-    command = [str(rq), "worker", "-u", url_with_db(redis_server, db), "jobs"]
-    if serializer:
-        command += ["--serializer", serializer]
-    with log.open("wb") as log_file:
-        process = subprocess.Popen(
-            command, cwd=worker_dir("rq"), env=env, stdout=log_file,
-            stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-    started = Worker(process, record, log)
-    try:
-
-        def ready() -> bool:
-            assert process.poll() is None, f"rq worker exited:\n{started.log_tail()}"
-            return "Listening on" in started.log_tail()
-
-        wait_until(ready, START_TIMEOUT_S, 0.05)
-        yield started
-    finally:
-        _stop(process)
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    """Warm shutdown (SIGTERM) of the process group this module started; SIGKILL if it hangs."""
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(5)
-
-
 @pytest.fixture(scope="module")
 def pickle_worker(
     redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Worker]:
-    yield from _start(redis_server, tmp_path_factory.mktemp("rq-pickle"), 0, None)
+    yield from start_rq_worker(redis_server, tmp_path_factory.mktemp("rq-pickle"), 0, None)
 
 
 @pytest.fixture(scope="module")
@@ -335,7 +259,7 @@ def json_worker(
     redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Worker]:
     folder = tmp_path_factory.mktemp("rq-json")
-    yield from _start(redis_server, folder, JSON_DB, "rq.serializers.JSONSerializer")
+    yield from start_rq_worker(redis_server, folder, JSON_DB, "rq.serializers.JSONSerializer")
 
 
 @pytest.fixture(params=["pickle", "json"])

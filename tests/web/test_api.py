@@ -153,6 +153,33 @@ def test_api_status_is_what_status_json_prints(
     assert reports["oldest_age_s"] is not None
 
 
+def test_a_target_queue_shows_its_target_and_its_own_length(
+    serve: Any, redis_server: RedisServer, redis: redis.Redis, config_file: Path
+) -> None:
+    config_file.write_text(
+        SCHEDULES + "queues:\n  reports:\n    target: celery\n    name: nightly\n    db: 1\n"
+    )
+    redis_server.client(db=1).lpush("nightly", "message-1", "message-2")  # Celery's own list
+    served = serve()
+    code, api = served.json("/api/status")
+    assert code == 200
+    queues = {q["name"]: q for q in api["queues"]}
+    assert queues["reports"] == {
+        "name": "reports",
+        "stream": None,
+        "length": 2,
+        "pending": None,
+        "oldest_age_s": None,
+        "groups": [],
+        "target": "celery queue 'nightly' in db 1",
+    }
+    assert (queues["default"]["target"], queues["default"]["stream"]) == (
+        "stream",
+        KEYS.queue("default"),
+    )
+    assert still(api["queues"]) == still(status_json(redis_server.url, config_file)["queues"])
+
+
 def test_a_page_of_schedules_filtered_and_counted(
     serve: Any, redis: redis.Redis, tmp_path: Path, config_file: Path
 ) -> None:

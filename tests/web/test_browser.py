@@ -1,8 +1,9 @@
 """The status page in a real browser: Debian's chromium driven by Playwright, real daemons.
 
 A leader with an admin token and a follower without one, on a real redis-server: the page of
-each shows the leader and the schedules, renders a job string like `<script>` as text, pauses a
-schedule with the token (and the leader stops enqueueing it), and is refused (403) without it.
+each shows the leader, the schedules and where each queue's runs go, renders a job string like
+`<script>` as text, pauses a schedule with the token (and the leader stops enqueueing it), and
+is refused (403) without it.
 Skips, saying why, where chromium or playwright is missing; .ci/run installs both.
 """
 
@@ -47,6 +48,9 @@ schedules:
     cron: "0 3 * * *"
     timezone: Europe/Berlin
     job: "{EVIL_JOB}"
+    queue: mail
+queues:
+  mail: {{target: celery, db: 1}}
 """
 
 
@@ -129,6 +133,14 @@ def test_the_page_shows_the_cluster_and_pauses_with_the_token_only(
         assert page.evaluate("window.__pwned") is None, "and never runs"
         assert page.locator("script").count() == 1 and page.locator("tbody img").count() == 0
         page.locator("#replicas tbody tr", has_text="r2").wait_for()
+        # Where each queue's runs go: its stream, or the job system it is delivered into.
+        assert page.locator("#queues thead th").nth(1).inner_text() == "runs go to"
+        mail = page.locator("#queues tbody tr", has_text="celery")
+        mail.wait_for()
+        cells = mail.locator("td")
+        assert cells.all_inner_texts()[:3] == ["mail", "celery queue 'mail' in db 1", "0"]
+        default = page.locator("#queues tbody tr", has_text="default").locator("td")
+        assert default.all_inner_texts()[:2] == ["default", f"stream {KEYS.queue('default')}"]
 
         # A wrong token: the page sends it, the daemon refuses with 403, nothing is paused.
         page.fill("#token", "not-the-token")

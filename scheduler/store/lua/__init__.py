@@ -18,6 +18,7 @@ from scheduler.store.lua.lease import (
     RELEASE,
     RENEW,
 )
+from scheduler.store.lua.remote import REMOTE_WRITE
 from scheduler.store.lua.targets import ENQUEUE_TARGET, QUEUE_LENGTHS, WRITE_RUNS
 from scheduler.store.lua.workqueue import PROMOTE, REPLAY, SETTLE
 
@@ -35,6 +36,7 @@ __all__ = [
     "PROMOTE",
     "QUEUE_LENGTHS",
     "RELEASE",
+    "REMOTE_WRITE",
     "RENEW",
     "REPLAY",
     "SETTLE",

@@ -25,18 +25,24 @@ end
 # ENQUEUE_STREAM: the fenced, de-duplicated, atomic enqueue of a batch of fires.
 # KEYS[1] leader   KEYS[2] cursor   KEYS[3] paused   KEYS[4..] the queue streams used
 # ARGV[1] our lease value `<token>:<replica-id>`   ARGV[2] token   ARGV[3] replica id
-# ARGV[4] number of fires, then per fire 7 values:
-#   stream index (1-based into KEYS[4..]), schedule, job, args (JSON), queue, fire_ts,
-#   trigger (`scheduled` or `catchup`)
+# ARGV[4] N, number of fires   ARGV[5] G, number of groups, then per group 5 values:
+#   stream index (1-based into KEYS[4..]), queue, trigger (`scheduled` or `catchup`), fire_ts,
+#   fires in the group
+# then three columns of N values each, the fires group after group: schedule, job, args (JSON).
+# A group is the fires of one (fire_ts, stream, trigger); groups come oldest fire_ts first, so a
+# schedule's fires are handled oldest first, as the cursor needs.
 # Writes run_id, fire_time and enqueued_at itself: enqueued_at is Redis's TIME when the call
-# began (all runs of one call share it; a call is at most a few ms of work).
+# began (all runs of one call share it; a call is at most a few ms of work); fire_time once per
+# fire_ts, by the rfc3339 BACKFILL uses too, so both give a fire the same run id.
 # Never early: a fire whose second Redis's own clock has not reached refuses the whole call.
 # Returns -1 when fenced (nothing written), -2 when too early (nothing written), else {time_s,
-#   time_us, then one code per fire:
-#   1 enqueued, 0 duplicate (cursor already at or past fire_ts), 2 paused (cursor advanced,
-#   nothing written), 3 refused: its queue's key holds another type than a stream (cursor not
-#   moved, nothing written; the fires of other queues in the call are written as usual)}.
-# Cursors are read with one HMGET and written with one HSET per call, not per fire.
+#   time_us, then a (position, code) pair for each fire NOT enqueued, position 1-based in column
+#   order: 0 duplicate (cursor already at or past fire_ts), 2 paused (cursor advanced, nothing
+#   written), 3 refused: its queue's key holds another type than a stream (cursor not moved,
+#   nothing written; the fires of other queues in the call are written as usual)}; a fire with
+#   no pair was enqueued (code 1).
+# Cursors are read with one HMGET and written with one HSET per call, not per fire; a cursor
+# text is turned into a number once per distinct text (strtod is a good part of a fire's cost).
 # Every check (key types included) comes before the first write: Redis does not roll a script
 # back, so an error after an XADD would keep that XADD while the cursor stays behind it, and
 # every retry would write it again.
@@ -46,66 +52,88 @@ ENQUEUE_STREAM = (
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return -1
 end
-local count = tonumber(ARGV[4])
-local names = {}
-for i = 0, count - 1 do
-  names[i + 1] = ARGV[6 + i * 7]
-end
-local stored = redis.call('HMGET', KEYS[2], unpack(names))
-local cursor = {}
-for i = 1, count do
-  if stored[i] then cursor[names[i]] = tonumber(stored[i]) end
-end
-local paused = {}
-if redis.call('SCARD', KEYS[3]) > 0 then
-  for _, name in ipairs(redis.call('SMEMBERS', KEYS[3])) do paused[name] = true end
-end
+local count, groups = tonumber(ARGV[4]), tonumber(ARGV[5])
 local now = redis.call('TIME')
-for i = 0, count - 1 do
-  if tonumber(ARGV[10 + i * 7]) > tonumber(now[1]) then
+local now_s = tonumber(now[1])
+for g = 0, groups - 1 do
+  if tonumber(ARGV[9 + g * 5]) > now_s then
     return -2
   end
 end
 local refused = {}
 for k = 4, #KEYS do
   local kind = redis.call('TYPE', KEYS[k])['ok']
-  if kind ~= 'stream' and kind ~= 'none' then refused[k - 3] = true end
+  refused[k] = kind ~= 'stream' and kind ~= 'none'
 end
-local enqueued_at = rfc3339(tonumber(now[1])) .. string.format('.%03dZ', math.floor(now[2] / 1000))
-local fire_times = {}
-local results = {now[1], now[2]}
-local moved = {}
-for i = 0, count - 1 do
-  local base = 5 + i * 7
-  local schedule = ARGV[base + 1]
-  local fire_ts = tonumber(ARGV[base + 5])
-  local last = cursor[schedule]
-  if last and last >= fire_ts then
-    results[i + 3] = 0
-  elseif refused[tonumber(ARGV[base])] then
-    results[i + 3] = 3
-  else
-    cursor[schedule] = fire_ts
-    moved[#moved + 1] = schedule
-    moved[#moved + 1] = ARGV[base + 5]
-    if paused[schedule] then
-      results[i + 3] = 2
-    else
-      local fire_time = fire_times[fire_ts]
-      if not fire_time then
-        fire_time = rfc3339(fire_ts) .. 'Z'
-        fire_times[fire_ts] = fire_time
+local paused = false
+if redis.call('SCARD', KEYS[3]) > 0 then
+  paused = {}
+  for _, name in ipairs(redis.call('SMEMBERS', KEYS[3])) do paused[name] = true end
+end
+local enqueued_at = rfc3339(now_s) .. string.format('.%03dZ', math.floor(now[2] / 1000))
+local names = 5 + groups * 5
+local jobs, args = names + count, names + 2 * count
+local stored = redis.call('HMGET', KEYS[2], unpack(ARGV, names + 1, names + count))
+local cursor, number, fire_times = {}, {}, {}
+local moved, n = {}, 0
+local results, m = {now[1], now[2]}, 2
+local token, replica = ARGV[2], ARGV[3]
+-- Locals, not globals, in the loop: each global is a table lookup, and a fire takes ~15.
+local argv, call = ARGV, redis.call
+local j = 0
+for g = 0, groups - 1 do
+  local at = 6 + g * 5
+  local k = 3 + tonumber(argv[at])
+  local key, queue, trigger, fire_ts_text = KEYS[k], argv[at + 1], argv[at + 2], argv[at + 3]
+  local fire_ts = tonumber(fire_ts_text)
+  local fire_time = fire_times[fire_ts]
+  if not fire_time then
+    fire_time = rfc3339(fire_ts) .. 'Z'
+    fire_times[fire_ts] = fire_time
+  end
+  local suffix = '@' .. fire_time
+  local wrong = refused[k]
+  for _ = 1, tonumber(argv[at + 4]) do
+    j = j + 1
+    local schedule = argv[names + j]
+    local last = cursor[schedule]
+    if last == nil then
+      local text = stored[j]
+      if text then
+        last = number[text]
+        if last == nil then
+          last = tonumber(text)
+          number[text] = last
+        end
       end
-      redis.call('XADD', KEYS[3 + tonumber(ARGV[base])], '*',
-        'run_id', schedule .. '@' .. fire_time, 'schedule', schedule, 'job', ARGV[base + 2],
-        'args', ARGV[base + 3], 'queue', ARGV[base + 4], 'fire_time', fire_time,
-        'fire_ts', ARGV[base + 5], 'enqueued_at', enqueued_at, 'trigger', ARGV[base + 6],
-        'token', ARGV[2], 'replica', ARGV[3])
-      results[i + 3] = 1
+    end
+    if last and last >= fire_ts then
+      results[m + 1] = j
+      results[m + 2] = 0
+      m = m + 2
+    elseif wrong then
+      results[m + 1] = j
+      results[m + 2] = 3
+      m = m + 2
+    else
+      cursor[schedule] = fire_ts
+      moved[n + 1] = schedule
+      moved[n + 2] = fire_ts_text
+      n = n + 2
+      if paused and paused[schedule] then
+        results[m + 1] = j
+        results[m + 2] = 2
+        m = m + 2
+      else
+        call('XADD', key, '*', 'run_id', schedule .. suffix, 'schedule', schedule,
+          'job', argv[jobs + j], 'args', argv[args + j], 'queue', queue,
+          'fire_time', fire_time, 'fire_ts', fire_ts_text, 'enqueued_at', enqueued_at,
+          'trigger', trigger, 'token', token, 'replica', replica)
+      end
     end
   end
 end
-if #moved > 0 then
+if n > 0 then
   redis.call('HSET', KEYS[2], unpack(moved))
 end
 return results

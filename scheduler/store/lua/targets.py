@@ -155,26 +155,37 @@ return results
 """
 )
 
-# WRITE_RUNS: runs an operator asked for (`cronlease run-now`, `backfill`) into a target queue,
-# outside the cron cursor (as MANUAL and BACKFILL for streams: neither read nor moved).
-# KEYS[1..] every target key the call touches
-# ARGV[1] the target's db, '' for the caller's   ARGV[2] number of runs, then per run its
-#   writes (see _LUA_OPS)
-# Returns {-3, key} when a key holds another type than its command writes (nothing written),
-#   else one code per run: 1 written, 0 already there (its guard key exists: nothing written).
+# WRITE_RUNS: runs an operator asked for (`cronlease trigger`, `backfill`, the page's "trigger
+# now") into a target queue, outside the cron cursor (as MANUAL and BACKFILL for streams: neither
+# read nor moved). Unfenced, as those are: an operator's run needs no lease.
+# KEYS[1] leader   KEYS[2] epoch   KEYS[3..] every target key the call touches
+# ARGV[1] the token the runs' payloads carry   ARGV[2] the target's db, '' for the caller's
+# ARGV[3] number of runs, then per run its writes (see _LUA_OPS)
+# The payloads are built in Python, token included, so the script cannot take the token itself
+# as MANUAL does: it checks that ARGV[1] is still what MANUAL would take now (the lease's token,
+# else the epoch, else '0'), so a lease acquired between the caller's read and this call never
+# leaves a run with an older token behind the new leader's runs.
+# Returns {-4, the token now} when ARGV[1] is not it any more (nothing written: rebuild, resend);
+#   {-3, key, its type, the type wanted} when a key holds another type than its command writes
+#   (nothing written); else one code per run: 1 written, 0 already there (its guard key exists:
+#   nothing written for it).
 WRITE_RUNS = (
     _LUA_OPS
     + """
-if ARGV[1] ~= '' then redis.call('SELECT', ARGV[1]) end
-local runs, at = {}, 3
+local leader = redis.call('GET', KEYS[1])
+local token = redis.call('GET', KEYS[2]) or '0'
+if leader then token = string.match(leader, '^(%d+):') or token end
+if token ~= ARGV[1] then return {-4, token} end
+if ARGV[2] ~= '' then redis.call('SELECT', ARGV[2]) end
+local runs, at = {}, 4
 local wrong = nil
-for i = 1, tonumber(ARGV[2]) do
+for i = 1, tonumber(ARGV[3]) do
   runs[i], at = parse_run(at)
   each_key(runs[i], function(k, want)
     local kind = redis.call('TYPE', KEYS[k])['ok']
-    if kind ~= 'none' and kind ~= want then wrong = KEYS[k] end
+    if not wrong and kind ~= 'none' and kind ~= want then wrong = {-3, KEYS[k], kind, want} end
   end)
-  if wrong then return {-3, wrong} end
+  if wrong then return wrong end
 end
 local results = {}
 for i, run in ipairs(runs) do
@@ -190,7 +201,8 @@ return results
 )
 
 # QUEUE_LENGTHS: how many runs wait in target queues, for the queue-length gauges and `status`.
-# KEYS[1..] the keys   ARGV[1] their db, '' for the caller's   ARGV[2..] per key: list or zset
+# KEYS[1..] the keys   ARGV[1] their db, '' for the caller's   ARGV[2..] per key: list, zset or
+#   stream (a relayed queue's outbox)
 # Returns one size per key (0 for an absent key or one of another type).
 QUEUE_LENGTHS = """
 if ARGV[1] ~= '' then redis.call('SELECT', ARGV[1]) end
@@ -201,6 +213,8 @@ for i, key in ipairs(KEYS) do
     sizes[i] = redis.call('LLEN', key)
   elseif kind == 'zset' and ARGV[i + 1] == 'zset' then
     sizes[i] = redis.call('ZCARD', key)
+  elseif kind == 'stream' and ARGV[i + 1] == 'stream' then
+    sizes[i] = redis.call('XLEN', key)
   else
     sizes[i] = 0
   end

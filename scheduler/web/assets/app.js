@@ -121,7 +121,7 @@ function renderQueues(status) {
     el("td", {}, q.oldest_age_s === null ? "empty" : span(q.oldest_age_s) + " old"),
     el("td", {}, q.groups.map((g) => g.name + " (" + g.consumers + " consumers, " +
       g.pending + " pending" + (g.lag === null ? "" : ", " + g.lag + " waiting") + ")").join("; ") || "-"),
-  )), "No queue streams.", 6);
+  )), "No queues yet.", 6);
 }
 
 function outcome(schedule, latest) {
