@@ -514,7 +514,7 @@ def test_the_readmes_run_id_decoding_rule_is_decode_run_id() -> None:
 
     from scheduler.targets.runid import decode_run_id, encode_run_id
 
-    assert "urllib.parse.unquote(job_id.replace(\"_\", \"%\"))" in README.read_text()
+    assert 'urllib.parse.unquote(job_id.replace("_", "%"))' in README.read_text()
     for run_id in ("nightly@2026-11-22T02:00:00Z", "a_b.c@2026-11-22T02:00:00Z#manual-x1"):
         job_id = encode_run_id(run_id)
         assert unquote(job_id.replace("_", "%")) == decode_run_id(job_id) == run_id
