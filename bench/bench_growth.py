@@ -1,6 +1,6 @@
 """How the daemon's figures grow with the number of schedules N: a table, and a PNG plot.
 
-    python bench/bench_growth.py                          # N = 1,000 / 10,000 / 100,000 (~4 min)
+    python bench/bench_growth.py                          # N = 1,000 / 10,000 / 100,000 (~3 min)
     python bench/bench_growth.py --sizes 100,1000 --plot /tmp/growth.png
     python bench/bench_growth.py --instants 10 --every 10 --json
 
@@ -119,18 +119,23 @@ def instants(ctx: Context, result: Result) -> None:
             warmup = (math.floor((time.time() + 1.0) / every) + 1) * every
             first, last = warmup + every, warmup + count * every
             ctx.progress(f"instants {size:,}: leading; measuring {count} instants from {first}")
-            for fire in range(warmup, last + 1, every):
+
+            def written(fire: int) -> None:
+                """Until the instant's N runs are in the streams."""
                 sleep_until(fire - SAMPLE_EARLY_S, [daemon])
                 before = stream_lengths(client, streams)
                 wait_for(
-                    lambda before=before: stream_lengths(client, streams) >= before + size,
+                    lambda: stream_lengths(client, streams) >= before + size,
                     ctx.args.burst_timeout,
                     f"all {size:,} runs of the instant {fire} (--burst-timeout)",
                     [daemon],
                     0.01,
                 )
-                if fire == warmup:
-                    cpu0, redis0 = daemon.cpu_s(), redis_cpu_seconds(client)
+
+            written(warmup)
+            cpu0, redis0 = daemon.cpu_s(), redis_cpu_seconds(client)
+            for fire in range(first, last + 1, every):
+                written(fire)
             daemon_s, redis_s = daemon.cpu_s() - cpu0, redis_cpu_seconds(client) - redis0
             stop_daemon(result, daemon)
         ctx.progress(f"instants {size:,}: reading the streams back")
