@@ -29,6 +29,7 @@ from scheduler.core.queues import QueueSpec
 from scheduler.core.runs import Trigger, manual_run_id
 from scheduler.core.schedule import Schedule
 from scheduler.core.timefmt import rfc3339_utc, rfc3339_utc_ms
+from scheduler.store.connection import client_db, is_cluster
 from scheduler.store.keys import Keys
 from scheduler.store.runwrites import FIRST_TARGET_KEY, RunWriter, WrongKeyType
 from scheduler.store.scripts import Scripts
@@ -89,14 +90,13 @@ class OperatorWriter:
                 f"{spec.describe()}: operator runs into a {spec.target} target are not written "
                 "by this command yet; nothing was written"
             )
-        pool = getattr(client, "connection_pool", None)
-        if pool is None:
+        if is_cluster(client):
             # As the leader refuses them (router.py): a script's keys share one slot there.
             raise OperatorRefused(
                 f"{spec.describe()} cannot be written on Redis Cluster (one hash slot per "
                 "script, db 0 only); nothing was written"
             )
-        own_db = int(pool.connection_kwargs.get("db", 0) or 0)
+        own_db = client_db(client)
         self._db = None if spec.db is None or spec.db == own_db else spec.db
         self._client = client
         self._keys = keys

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import textwrap
 from collections.abc import Iterator
@@ -40,7 +39,7 @@ from tests.relay.test_rabbitmq import (
     unique,
 )
 from tests.targets.harness import prove_exactly_once_through_failover
-from tests.targets.workers import venv_bin
+from tests.targets.workers import stop_group, venv_bin
 
 START_TIMEOUT_S = 30.0
 PASSWORD_VARIABLE = "CRONLEASE_TEST_RABBIT_PASSWORD"
@@ -243,7 +242,9 @@ def worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
         wait_until(ready, START_TIMEOUT_S, 0.05)
         yield started
     finally:
-        _stop(process)
+        # SIGKILL after 3 s: a solo worker on py-amqp takes ~10 s to act on SIGTERM; its
+        # tasks are all done and acknowledged by then.
+        stop_group(process, grace_s=3)
         connection = admin_connection()
         try:
             channel = connection.channel()
@@ -251,19 +252,6 @@ def worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
             channel.exchange_delete(queue)
         finally:
             connection.close()
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    """Warm shutdown (SIGTERM) of the process group this module started; SIGKILL after 3 s (a
-    solo worker on py-amqp takes ~10 s to act on it; its tasks are all done and acknowledged
-    by then)."""
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(3)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(5)
 
 
 @pytest.fixture

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import threading
@@ -45,7 +44,7 @@ from scheduler.targets.relay.postgres import (
 )
 from scheduler.targets.relay.secrets import SecretMissing
 from tests.redis_server import free_port, wait_until
-from tests.targets.workers import venv_bin, worker_dir
+from tests.targets.workers import stop_group, venv_bin, worker_dir
 
 PG_URL = os.environ.get("CRONLEASE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 FIRST_TS = 1_795_312_800
@@ -539,13 +538,7 @@ def procrastinate_worker(url: str, queue: str, folder: Path) -> Iterator[Procras
         wait_until(ready, START_TIMEOUT_S, 0.05)
         yield worker
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(5)
+        stop_group(process)
 
 
 def test_a_real_procrastinate_worker_runs_each_run_once_with_its_id_and_kwargs(

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import signal
 import subprocess
 import time
 from collections.abc import Iterator, Mapping
@@ -28,7 +27,15 @@ from scheduler.targets.arq import ArqEncoder, payload
 from scheduler.targets.encoding import WRITE_COMMANDS, Run
 from tests.redis_server import RedisServer, wait_until
 from tests.targets.harness import prove_exactly_once_through_failover
-from tests.targets.workers import venv_bin, worker_dir
+from tests.targets.workers import (
+    RecordedWorker,
+    launch,
+    stop_group,
+    url_with_db,
+    venv_bin,
+    wait_ready,
+    worker_dir,
+)
 
 WORKER_DB = 1
 ARQ_QUEUE = "arq:queue"
@@ -64,10 +71,6 @@ def make_run(
         token="0000000000000007",
         replica="r1",
     )
-
-
-def url_with_db(server: RedisServer, db: int) -> str:
-    return f"{server.url.rsplit('/', 1)[0]}/{db}"
 
 
 # --- the encoder alone ---------------------------------------------------------------------
@@ -192,25 +195,12 @@ def test_arqs_own_enqueue_refuses_a_run_cronlease_wrote(
 # --- the real worker -----------------------------------------------------------------------
 
 
-class Worker:
-    def __init__(self, process: subprocess.Popen[bytes], record: Path, log: Path) -> None:
-        self.process = process
-        self.record = record
-        self.log = log
-
+class Worker(RecordedWorker):
     def lines(self) -> list[dict[str, Any]]:
-        if not self.record.exists():
-            return []
-        return [json.loads(line) for line in self.record.read_text().splitlines()]
+        return [json.loads(line) for line in self.raw_lines()]
 
     def executed(self) -> list[str]:
         return [line["id"] for line in self.lines()]
-
-    def reset(self) -> None:
-        self.record.write_text("")
-
-    def log_tail(self) -> str:
-        return self.log.read_text()[-4000:] if self.log.exists() else ""
 
 
 @pytest.fixture(scope="module")
@@ -225,33 +215,13 @@ def worker(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) 
         "PYTHONPATH": str(worker_dir("arq")),
     }
     env.pop("ARQ_QUEUE", None)  # arq's default queue name
-    with log.open("wb") as log_file:
-        process = subprocess.Popen(
-            [str(arq), "arqjobs.WorkerSettings"], cwd=worker_dir("arq"), env=env,
-            stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-    started = Worker(process, record, log)
+    command = [str(arq), "arqjobs.WorkerSettings"]
+    started = Worker(launch(command, worker_dir("arq"), env, log), record, log)
     try:
-
-        def ready() -> bool:
-            assert process.poll() is None, f"arq worker exited:\n{started.log_tail()}"
-            return "Starting worker" in started.log_tail()
-
-        wait_until(ready, START_TIMEOUT_S, 0.05)
+        wait_ready(started, "Starting worker", "arq worker", START_TIMEOUT_S)
         yield started
     finally:
-        _stop(process)
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    """Shutdown (SIGTERM) of the process group this module started; SIGKILL if it hangs."""
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(5)
+        stop_group(started.process)
 
 
 @pytest.fixture

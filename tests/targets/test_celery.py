@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import signal
 import subprocess
 import textwrap
 import time
@@ -29,7 +28,15 @@ from scheduler.targets.celery import CeleryEncoder, priority_step, queue_key
 from scheduler.targets.encoding import WRITE_COMMANDS, Run
 from tests.redis_server import RedisServer, wait_until
 from tests.targets.harness import prove_exactly_once_through_failover
-from tests.targets.workers import venv_bin, worker_dir
+from tests.targets.workers import (
+    RecordedWorker,
+    launch,
+    stop_group,
+    url_with_db,
+    venv_bin,
+    wait_ready,
+    worker_dir,
+)
 
 WORKER_DB = 1
 START_TIMEOUT_S = 20.0
@@ -64,10 +71,6 @@ def make_run(
         token="0000000000000007",
         replica="r1",
     )
-
-
-def url_with_db(server: RedisServer, db: int) -> str:
-    return f"{server.url.rsplit('/', 1)[0]}/{db}"
 
 
 # --- the encoder alone ---------------------------------------------------------------------
@@ -233,25 +236,12 @@ def _body(envelope: dict[str, Any]) -> Any:
 # --- the real worker -----------------------------------------------------------------------
 
 
-class Worker:
-    def __init__(self, process: subprocess.Popen[bytes], record: Path, log: Path) -> None:
-        self.process = process
-        self.record = record
-        self.log = log
-
+class Worker(RecordedWorker):
     def lines(self) -> list[list[str]]:
-        if not self.record.exists():
-            return []
-        return [line.split("\t") for line in self.record.read_text().splitlines()]
+        return [line.split("\t") for line in self.raw_lines()]
 
     def executed(self) -> list[str]:
         return [fields[0] for fields in self.lines()]
-
-    def reset(self) -> None:
-        self.record.write_text("")
-
-    def log_tail(self) -> str:
-        return self.log.read_text()[-4000:] if self.log.exists() else ""
 
 
 @pytest.fixture(scope="module")
@@ -269,33 +259,12 @@ def worker(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) 
         str(celery), "-A", "tasks", "worker", "-Q", "jobs", "-P", "solo", "-c", "1",
         "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "info",
     ]  # fmt: skip
-    with log.open("wb") as log_file:
-        process = subprocess.Popen(
-            command, cwd=worker_dir("celery"), env=env, stdout=log_file,
-            stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-    started = Worker(process, record, log)
+    started = Worker(launch(command, worker_dir("celery"), env, log), record, log)
     try:
-
-        def ready() -> bool:
-            assert process.poll() is None, f"celery worker exited:\n{started.log_tail()}"
-            return " ready." in started.log_tail()
-
-        wait_until(ready, START_TIMEOUT_S, 0.05)
+        wait_ready(started, " ready.", "celery worker", START_TIMEOUT_S)
         yield started
     finally:
-        _stop(process)
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    """Warm shutdown (SIGTERM) of the process group this module started; SIGKILL if it hangs."""
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(5)
+        stop_group(started.process)
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import time
 from collections.abc import Iterator, Mapping
@@ -26,7 +25,14 @@ from scheduler.targets.dramatiq import DramatiqEncoder, redis_message_id
 from scheduler.targets.encoding import WRITE_COMMANDS, Run
 from tests.redis_server import RedisServer, wait_until
 from tests.targets.harness import prove_exactly_once_through_failover
-from tests.targets.workers import venv_bin, worker_dir
+from tests.targets.workers import (
+    RecordedWorker,
+    launch,
+    stop_group,
+    venv_bin,
+    wait_ready,
+    worker_dir,
+)
 
 START_TIMEOUT_S = 20.0
 
@@ -161,25 +167,12 @@ def test_the_message_is_the_one_dramatiqs_own_broker_writes(
 # --- the real worker -----------------------------------------------------------------------
 
 
-class Worker:
-    def __init__(self, process: subprocess.Popen[bytes], record: Path, log: Path) -> None:
-        self.process = process
-        self.record = record
-        self.log = log
-
+class Worker(RecordedWorker):
     def lines(self) -> list[list[str]]:
-        if not self.record.exists():
-            return []
-        return [line.split("\t") for line in self.record.read_text().splitlines()]
+        return [line.split("\t") for line in self.raw_lines()]
 
     def executed(self) -> list[str]:
         return [fields[0] for fields in self.lines()]
-
-    def reset(self) -> None:
-        self.record.write_text("")
-
-    def log_tail(self) -> str:
-        return self.log.read_text()[-4000:] if self.log.exists() else ""
 
 
 @pytest.fixture(scope="module")
@@ -196,34 +189,13 @@ def worker(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) 
         str(dramatiq), "tasks", "--processes", "1", "--threads", "1", "--queues", "jobs",
         "--path", str(worker_dir("dramatiq")),
     ]  # fmt: skip
-    with log.open("wb") as log_file:
-        process = subprocess.Popen(
-            command, cwd=worker_dir("dramatiq"), env=env, stdout=log_file,
-            stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-    started = Worker(process, record, log)
+    # Its own process group: stop_group reaches dramatiq's master and its worker process.
+    started = Worker(launch(command, worker_dir("dramatiq"), env, log), record, log)
     try:
-
-        def ready() -> bool:
-            assert process.poll() is None, f"dramatiq exited:\n{started.log_tail()}"
-            return "ready for action" in started.log_tail()
-
-        wait_until(ready, START_TIMEOUT_S, 0.05)
+        wait_ready(started, "ready for action", "dramatiq", START_TIMEOUT_S)
         yield started
     finally:
-        _stop(process)
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM to the process group this module started (dramatiq's master and its worker
-    process); SIGKILL if it hangs."""
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(5)
+        stop_group(started.process)
 
 
 @pytest.fixture
