@@ -68,3 +68,28 @@ def test_exactly_once_through_failover_and_a_restart_of_the_other_redis(
     assert not redis_server.client().keys("rq:*")
     logs = "".join(path.read_text(errors="replace") for path in proof.log_dir.glob("*.log"))
     assert "could not take" in logs  # the relay said the target was out, loudly
+
+
+def test_a_leader_on_the_default_lease_rides_out_a_restart_of_the_other_redis(
+    rq_worker: Worker,
+    other_redis: RedisServer,
+    redis: Any,
+    redis_server: RedisServer,
+    tmp_path: Path,
+) -> None:
+    """The target's outage does not touch the lease: under the default 10 s lease the same
+    leader keeps leading through it, its relay retries, and every fire runs exactly once."""
+    proof = prove_exactly_once_through_failover(
+        redis_server,
+        tmp_path,
+        f"target: rq\nurl: ${{{URL_VARIABLE}}}\n",
+        "rqjobs.record",
+        rq_worker.executed,
+        kills=0,
+        outage=(other_redis.stop, other_redis.start),
+        env={URL_VARIABLE: other_redis.url},
+        ttl_s=10.0,
+    )
+    assert len(set(proof.leaders)) == 1, proof.leaders  # one leader, one token, throughout
+    logs = "".join(path.read_text(errors="replace") for path in proof.log_dir.glob("*.log"))
+    assert "could not take" in logs  # the relay said the target was out, loudly

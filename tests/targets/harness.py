@@ -32,6 +32,7 @@ class Proof:
     executed: list[str]  # run ids, in the order the worker recorded them
     expected: set[str]
     log_dir: Path
+    leaders: list[str]  # the lease holder (`<token>:<replica>`) at each step, in order
 
 
 def config_text(queue_yaml: str, job: str, args_yaml: str, queue: str = "jobs") -> str:
@@ -58,12 +59,15 @@ def prove_exactly_once_through_failover(
     outage_s: float = 3.0,
     duplicates_allowed: Callable[[list[str]], int] | None = None,
     env: dict[str, str] | None = None,
+    ttl_s: float = TTL_S,
 ) -> Proof:
     """Run the scenario; `executed()` returns the run ids the worker has executed so far
     (decoded from its job ids), duplicates included. Asserts exactly once; returns the proof.
 
     `outage` = (stop, start): after the first kill the target is stopped for `outage_s` while
-    runs keep firing (the relay's outbox grows), then started again. `duplicates_allowed`, for
+    runs keep firing (the relay's outbox grows), then started again; with kills=0, once the
+    first runs are in (`ttl_s` the default 10 s lease: the leader must ride the outage out, and
+    `leaders` shows it did). `duplicates_allowed`, for
     a target without dedup (RabbitMQ): given the run ids executed twice, returns how many
     duplicates the relays counted (their metrics or logs); more than that fails the test."""
     config = tmp_path / "schedules.yaml"
@@ -72,9 +76,24 @@ def prove_exactly_once_through_failover(
     log_dir = tmp_path / "logs"
     log_dir.mkdir(exist_ok=True)
     daemons = [
-        Daemon(f"r{i}", config, redis_server.url, log_dir, TTL_S, env=env) for i in (1, 2, 3)
+        Daemon(f"r{i}", config, redis_server.url, log_dir, ttl_s, env=env) for i in (1, 2, 3)
     ]
+    leaders: list[str] = []
+
+    def target_outage() -> None:
+        if outage is not None:
+            stop, start = outage
+            stop()
+            # Runs keep firing into the outbox meanwhile; nothing to wait for but time.
+            time.sleep(outage_s)
+            start()
+
     try:
+        if kills == 0:
+            wait_for_leader(client, timeout_s=15)
+            leaders.append(str(client.get(KEYS.leader)))
+            _wait_for_more(executed, 2 * len(SCHEDULES), daemons)
+            target_outage()
         for round_ in range(kills):
             leader = wait_for_leader(client, timeout_s=15)
             _wait_for_more(executed, 2 * len(SCHEDULES), daemons)
@@ -82,16 +101,14 @@ def prove_exactly_once_through_failover(
             victim.signal(signal.SIGKILL)
             victim.kill()
             wait_for_leader(client, timeout_s=10, other_than=leader)
+            leaders.append(str(client.get(KEYS.leader)))
             daemons.append(
-                Daemon(f"r{4 + round_}", config, redis_server.url, log_dir, TTL_S, env=env)
+                Daemon(f"r{4 + round_}", config, redis_server.url, log_dir, ttl_s, env=env)
             )
-            if outage is not None and round_ == 0:
-                stop, start = outage
-                stop()
-                # Runs keep firing into the outbox meanwhile; nothing to wait for but time.
-                time.sleep(outage_s)
-                start()
+            if round_ == 0:
+                target_outage()
         _wait_for_more(executed, 2 * len(SCHEDULES), daemons)
+        leaders.append(str(client.get(KEYS.leader)))
         for daemon in daemons:
             if daemon.alive():
                 daemon.signal(signal.SIGTERM)
@@ -113,7 +130,7 @@ def prove_exactly_once_through_failover(
         assert not twice, f"executed more than once: {sorted(twice.items())[:10]}"
     unexpected = set(runs) - expected
     assert not unexpected, f"executed but never handled by a cursor: {sorted(unexpected)[:10]}"
-    return Proof(runs, expected, log_dir)
+    return Proof(runs, expected, log_dir, leaders)
 
 
 def _wait_for_more(executed: Callable[[], Sequence[str]], more: int, daemons: list[Daemon]) -> None:
