@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Mapping
+from typing import Any, cast
 
 from scheduler.store.connection import REDIS_ERRORS, Backoff, Connector
 from scheduler.store.lease import LeaseTiming
@@ -41,7 +42,8 @@ class NoticeListener:
             try:
                 # Same name as the main client: both are this replica's own connections.
                 client = self._connect(30.0, self._client_name)
-                pubsub = client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+                # Through Any: redis-py types pubsub() from 8.2 on, not before (>= 6 supported).
+                pubsub = cast(Any, client).pubsub(ignore_subscribe_messages=True)
                 pubsub.subscribe(*self._handlers)
                 backoff.reset()
                 while not self._stopping.is_set():
