@@ -5,8 +5,10 @@ fire exactly once: the relay's re-deliveries are absorbed by the dedup keys of
 store/lua/remote.py.
 
 The other Redis keeps an AOF (fsync always), so its queue, job hashes and dedup keys survive the
-restart as a production Redis's would; the worker rides the restart on its own reconnects. The
-queue's url is `${CRONLEASE_TEST_RQ_URL}`, filled from the daemons' environment.
+restart as a production Redis's would. The worker runs supervised (restarted when it exits), as in
+production: `rq worker` reconnects while it waits for a job but quits on a connection lost
+anywhere else, so a restart of its Redis ends it now and then (CI saw it). The queue's url is
+`${CRONLEASE_TEST_RQ_URL}`, filled from the daemons' environment.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ def other_redis(tmp_path: Path) -> Iterator[RedisServer]:
 def rq_worker(other_redis: RedisServer, tmp_path: Path) -> Iterator[Worker]:
     folder = tmp_path / "rq"
     folder.mkdir()
-    yield from start_rq_worker(other_redis, folder, 0, None)
+    yield from start_rq_worker(other_redis, folder, 0, None, supervised=True)
 
 
 def test_exactly_once_through_failover_and_a_restart_of_the_other_redis(
@@ -57,6 +59,7 @@ def test_exactly_once_through_failover_and_a_restart_of_the_other_redis(
         rq_worker.executed,
         outage=(other_redis.stop, other_redis.start),
         env={URL_VARIABLE: other_redis.url},
+        worker_log=rq_worker.log_tail,
     )
     assert len(proof.expected) >= 12
     for line in rq_worker.lines():
@@ -88,6 +91,7 @@ def test_a_leader_on_the_default_lease_rides_out_a_restart_of_the_other_redis(
         kills=0,
         outage=(other_redis.stop, other_redis.start),
         env={URL_VARIABLE: other_redis.url},
+        worker_log=rq_worker.log_tail,
         ttl_s=10.0,
     )
     assert len(set(proof.leaders)) == 1, proof.leaders  # one leader, one token, throughout

@@ -60,6 +60,7 @@ def prove_exactly_once_through_failover(
     duplicates_allowed: Callable[[list[str]], int] | None = None,
     env: dict[str, str] | None = None,
     ttl_s: float = TTL_S,
+    worker_log: Callable[[], str] | None = None,
 ) -> Proof:
     """Run the scenario; `executed()` returns the run ids the worker has executed so far
     (decoded from its job ids), duplicates included. Asserts exactly once; returns the proof.
@@ -69,7 +70,8 @@ def prove_exactly_once_through_failover(
     first runs are in (`ttl_s` the default 10 s lease: the leader must ride the outage out, and
     `leaders` shows it did). `duplicates_allowed`, for
     a target without dedup (RabbitMQ): given the run ids executed twice, returns how many
-    duplicates the relays counted (their metrics or logs); more than that fails the test."""
+    duplicates the relays counted (their metrics or logs); more than that fails the test.
+    `worker_log`, when given, is shown beside the daemons' logs if the worker stops progressing."""
     config = tmp_path / "schedules.yaml"
     config.write_text(config_text(queue_yaml, job, args_yaml))
     client = redis_server.client()
@@ -92,11 +94,11 @@ def prove_exactly_once_through_failover(
         if kills == 0:
             wait_for_leader(client, timeout_s=15)
             leaders.append(str(client.get(KEYS.leader)))
-            _wait_for_more(executed, 2 * len(SCHEDULES), daemons)
+            _wait_for_more(executed, 2 * len(SCHEDULES), daemons, worker_log)
             target_outage()
         for round_ in range(kills):
             leader = wait_for_leader(client, timeout_s=15)
-            _wait_for_more(executed, 2 * len(SCHEDULES), daemons)
+            _wait_for_more(executed, 2 * len(SCHEDULES), daemons, worker_log)
             victim = next(d for d in daemons if d.replica_id == leader)
             victim.signal(signal.SIGKILL)
             victim.kill()
@@ -107,7 +109,7 @@ def prove_exactly_once_through_failover(
             )
             if round_ == 0:
                 target_outage()
-        _wait_for_more(executed, 2 * len(SCHEDULES), daemons)
+        _wait_for_more(executed, 2 * len(SCHEDULES), daemons, worker_log)
         leaders.append(str(client.get(KEYS.leader)))
         for daemon in daemons:
             if daemon.alive():
@@ -133,7 +135,12 @@ def prove_exactly_once_through_failover(
     return Proof(runs, expected, log_dir, leaders)
 
 
-def _wait_for_more(executed: Callable[[], Sequence[str]], more: int, daemons: list[Daemon]) -> None:
+def _wait_for_more(
+    executed: Callable[[], Sequence[str]],
+    more: int,
+    daemons: list[Daemon],
+    worker_log: Callable[[], str] | None,
+) -> None:
     start = len(executed())
 
     def progressed() -> bool:
@@ -143,6 +150,8 @@ def _wait_for_more(executed: Callable[[], Sequence[str]], more: int, daemons: li
         wait_until(progressed, 20, 0.05)
     except AssertionError:
         logs = "\n".join(f"--- {d.replica_id}\n{d.log()[-3000:]}" for d in daemons)
+        if worker_log is not None:
+            logs += f"\n--- the worker\n{worker_log()[-3000:]}"
         raise AssertionError(f"the worker executed nothing new in 20 s\n{logs}") from None
 
 

@@ -56,14 +56,24 @@ def start_rq_worker(
     db: int,
     serializer: str | None,
     queues: Sequence[str] = ("jobs",),
+    supervised: bool = False,
 ) -> Iterator[Worker]:
-    """A generator for a fixture: yields the started worker, stops it when resumed."""
+    """A generator for a fixture: yields the started worker, stops it when resumed.
+
+    `supervised`: restarted whenever it exits, as systemd's Restart=always or a Kubernetes pod
+    would. For tests that restart the worker's own Redis: `rq worker` retries a lost connection
+    only while it waits for a job; one lost anywhere else (a heartbeat, the job's own bookkeeping)
+    makes it log "found an unhandled exception, quitting" and exit, by RQ's design."""
     rq = venv_bin("rq", "rq")
     record, log = folder / "executed.jsonl", folder / "worker.log"
     env = {**os.environ, "CRONLEASE_EXECUTED": str(record)}
     command = [str(rq), "worker", "-u", url_with_db(redis_server, db), *queues]
     if serializer:
         command += ["--serializer", serializer]
+    if supervised:
+        # The loop shares the worker's process group, so stop_group ends both.
+        loop = 'while :; do "$@"; echo "rq worker exited ($?), restarting"; sleep 0.5; done'
+        command = ["sh", "-c", loop, "sh", *command]
     started = Worker(launch(command, worker_dir("rq"), env, log), record, log)
     try:
         wait_ready(started, "Listening on", "rq worker", START_TIMEOUT_S)
