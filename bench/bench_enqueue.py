@@ -34,7 +34,7 @@ from typing import Any
 
 import redis
 from benchkit import RedisProcess, add_aof_flag, exit_on_sigterm, table
-from floorkit import Cost, command_stats, schedule_entries, xadd_floor
+from floorkit import Cost, command_stats, lua_floor, schedule_entries, xadd_floor
 
 from scheduler.core.config import parse_config
 from scheduler.core.runs import DueFire, Lease, Outcome, Trigger
@@ -180,6 +180,8 @@ def throughput(args: argparse.Namespace, server: RedisProcess) -> list[Result]:
 @dataclass(frozen=True)
 class InstantRound:
     floor: Cost
+    lua_floor: Cost  # the same entries XADDed from Lua, every value passed in
+    lua_call: Cost  # one entry XADDed from Lua as often: redis.call's own cost
     script: Cost
     send_ms: float  # StreamTarget.send, wall
     prepare_us_per_run: float  # StreamTarget.prepare, wall, ahead of the instant
@@ -205,6 +207,8 @@ def instant(args: argparse.Namespace, server: RedisProcess) -> list[InstantRound
                 keys.queue, config.schedules, fire_ts, lease.token, REPLICA_ID
             )
             floor = xadd_floor(client, admin, entries)
+            from_lua = lua_floor(client, admin, entries)
+            lua_call = lua_floor(client, admin, entries, repeated=True)
             fires = [DueFire(s, fire_ts, Trigger.SCHEDULED) for s in config.schedules]
             started = time.perf_counter()
             prepared = target.prepare(lease, fires, float(fire_ts))
@@ -221,6 +225,8 @@ def instant(args: argparse.Namespace, server: RedisProcess) -> list[InstantRound
                 rounds.append(
                     InstantRound(
                         floor=floor,
+                        lua_floor=from_lua,
+                        lua_call=lua_call,
                         script=Cost.between(before, after, len(fires), send_s),
                         send_ms=send_s * 1000,
                         prepare_us_per_run=prepare_s * 1e6 / len(fires),
@@ -258,15 +264,28 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     if rounds:
         floor = median_cost([r.floor for r in rounds])
         script = median_cost([r.script for r in rounds])
+        lua = median_cost([r.lua_floor for r in rounds])
+        lua_call = median_cost([r.lua_call for r in rounds])
         figures["instant"] = {
             "fires": args.instant,
             "rounds": len(rounds),
             "floor": floor,
+            "lua_floor": lua,
+            "lua_call": lua_call,
             "script": script,
             # Each round's script against its own floor (the load of a shared machine drifts
             # between rounds more than within one), then the median of those.
             "ratio": statistics.median(
                 r.script.redis_us_per_run / r.floor.redis_us_per_run for r in rounds
+            ),
+            "lua_ratio": statistics.median(
+                r.lua_floor.redis_us_per_run / r.floor.redis_us_per_run for r in rounds
+            ),
+            "lua_call_ratio": statistics.median(
+                r.lua_call.redis_us_per_run / r.floor.redis_us_per_run for r in rounds
+            ),
+            "script_over_lua": statistics.median(
+                r.script.redis_us_per_run / r.lua_floor.redis_us_per_run for r in rounds
             ),
             "cpu_ratio": statistics.median(
                 r.script.cpu_us_per_run / r.floor.cpu_us_per_run for r in rounds
@@ -336,25 +355,24 @@ def throughput_report(figures: dict[str, object], results: list[dict[str, Any]])
 def instant_report(figures: dict[str, object], moment: dict[str, Any]) -> str:
     floor, script = moment["floor"], moment["script"]
     header = ("write", "redis us/run", "x floor", "cpu us/run", "x floor cpu", "calls", "us/call")
+
+    def row(name: str, cost: dict[str, float], ratio: float | None) -> tuple[str, ...]:
+        cpu_ratio = cost["cpu_us_per_run"] / floor["cpu_us_per_run"]
+        return (
+            name,
+            f"{cost['redis_us_per_run']:.2f}",
+            "1.00" if ratio is None else f"{ratio:.2f}",
+            f"{cost['cpu_us_per_run']:.2f}",
+            f"{cpu_ratio:.2f}",
+            f"{cost['calls']:,.0f}",
+            f"{cost['us_per_call']:.1f}",
+        )
+
     rows = [
-        (
-            "bare XADD, pipelined (the floor)",
-            f"{floor['redis_us_per_run']:.2f}",
-            "1.00",
-            f"{floor['cpu_us_per_run']:.2f}",
-            "1.00",
-            f"{floor['calls']:,.0f}",
-            f"{floor['us_per_call']:.1f}",
-        ),
-        (
-            "ENQUEUE_STREAM (StreamTarget.send)",
-            f"{script['redis_us_per_run']:.2f}",
-            f"{moment['ratio']:.2f}",
-            f"{script['cpu_us_per_run']:.2f}",
-            f"{moment['cpu_ratio']:.2f}",
-            f"{script['calls']:,.0f}",
-            f"{script['us_per_call']:.1f}",
-        ),
+        row("bare XADD, pipelined (the floor)", floor, None),
+        row("XADD from Lua, one entry repeated", moment["lua_call"], moment["lua_call_ratio"]),
+        row("XADD from Lua, every value passed", moment["lua_floor"], moment["lua_ratio"]),
+        row("ENQUEUE_STREAM (StreamTarget.send)", script, moment["ratio"]),
     ]
     title = (
         f"one instant of {moment['fires']:,} fires over {figures['queues']} queues against its "
@@ -365,7 +383,10 @@ def instant_report(figures: dict[str, object], moment: dict[str, Any]) -> str:
         f"script send (wall): {moment['send_ms']:.1f} ms; prepared ahead: "
         f"{moment['prepare_us_per_run']:.1f} us/run. redis us/run: INFO commandstats usec "
         "(cmdstat_xadd, cmdstat_evalsha) / runs; cpu us/run: INFO cpu, which adds reading and "
-        "parsing the requests."
+        "parsing the requests. XADD from Lua (XADD_FROM_LUA, scheduler/store/lua/floor.py): "
+        "the least any script that writes runs pays; 'one entry repeated' is redis.call('XADD') "
+        "alone. ENQUEUE_STREAM / XADD from Lua, every value passed: "
+        f"{moment['script_over_lua']:.2f}."
     )
     return f"{title}\n\n{table(header, rows)}\n\n{note}"
 

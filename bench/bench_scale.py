@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import math
 import random
@@ -58,7 +59,7 @@ from typing import Any
 
 import redis
 from benchkit import RedisProcess, Timeout, add_aof_flag, exit_on_sigterm, table
-from floorkit import Cost, command_stats, floor_of_latest
+from floorkit import Cost, command_stats, floor_of_latest, lua_floor
 from scalekit import (
     KEYS,
     DaemonDied,
@@ -359,11 +360,18 @@ def add_cpu(result: Result, daemon_s: float, redis_s: float, delivered: int) -> 
 
 
 def add_floor(
-    result: Result, script_usec: int, redis_cpu_s: float, delivered: int, floor: Cost
+    result: Result,
+    script_usec: int,
+    redis_cpu_s: float,
+    delivered: int,
+    floors: tuple[Cost, Cost, Cost],
 ) -> None:
     """The enqueue script's Redis time per run (cmdstat_evalsha over the window: the leader's
     other scripts, a few calls a second, are in it too) beside the floor, a bare pipelined XADD
-    of the same entries on the same server (cmdstat_xadd), and Redis's CPU per run of each."""
+    of the same entries on the same server (cmdstat_xadd), and Redis's CPU per run of each;
+    then the floor of any script (XADD_FROM_LUA: every value passed in, and redis.call('XADD')
+    alone), and the least time Redis needs to write one instant of that many entries."""
+    floor, from_lua, call_alone = floors
     script = script_usec / delivered if delivered else None
     result.add("script_us_per_run", "enqueue script, Redis us per run (cmdstat_evalsha)", script)
     result.add(
@@ -379,6 +387,27 @@ def add_floor(
         None
         if not delivered
         else f"{redis_cpu_s * 1e6 / delivered:.2f} / {floor.cpu_us_per_run:.2f}",
+    )
+    result.add(
+        "lua_floor_us_per_run",
+        "floor from Lua: XADD_FROM_LUA, every value passed, us per run (cmdstat_evalsha)",
+        from_lua.redis_us_per_run,
+    )
+    result.add(
+        "lua_call_us_per_run",
+        "floor from Lua: redis.call('XADD') alone (one entry repeated), us per run",
+        call_alone.redis_us_per_run,
+    )
+    result.add(
+        "script_over_lua_floor",
+        "enqueue script / floor from Lua, every value passed",
+        script / from_lua.redis_us_per_run if script and from_lua.redis_us_per_run else None,
+    )
+    result.add(
+        "floor_instant_ms",
+        f"one instant of {floor.runs:,}: Redis busy ms, bare XADD (CPU) / redis.call alone",
+        f"{floor.cpu_us_per_run * floor.runs / 1000:.1f} / "
+        f"{call_alone.redis_us_per_run * call_alone.runs / 1000:.1f}",
     )
 
 
@@ -436,13 +465,25 @@ def steady(ctx: Context, result: Result) -> None:
         tally = WindowTally(names, first, last)
         tally.add(read_all(client, streams))
         ctx.progress(f"steady {size:,}: the floor, a bare XADD of the same {size:,} entries")
-        floor = floor_of_latest(client, streams, size, lambda i: KEYS.queue(f"floor-{i}"))
+        scratch = lambda i: KEYS.queue(f"floor-{i}")  # noqa: E731
+        floor = floor_of_latest(client, streams, size, scratch)
+        ctx.progress(f"steady {size:,}: the floor from Lua, the same entries")
+        from_lua = floor_of_latest(client, streams, size, scratch, measure=lua_floor)
+        call_alone = floor_of_latest(
+            client, streams, size, scratch, measure=functools.partial(lua_floor, repeated=True)
+        )
     result.add("delivered", "delivered in window", tally.delivered)
     result.add("missing", "missing", tally.missing)
     result.add("duplicates", "duplicates (same schedule and fire_ts)", tally.duplicates)
     add_lags(result, tally)
     add_cpu(result, cpu1 - cpu0, redis1 - redis0, tally.delivered)
-    add_floor(result, script1.usec - script0.usec, redis1 - redis0, tally.delivered, floor)
+    add_floor(
+        result,
+        script1.usec - script0.usec,
+        redis1 - redis0,
+        tally.delivered,
+        (floor, from_lua, call_alone),
+    )
     result.add(
         "cpu_pct", "daemon CPU, % of one core", round((cpu1 - cpu0) / duration * 100, 1), "%"
     )

@@ -1,4 +1,7 @@
-"""The floor of a run's write: a bare, pipelined XADD of the same 11-field entry, in Redis time.
+"""The floor of a run's write: a bare, pipelined XADD of the same 11-field entry, in Redis time;
+and the floor of any script that writes it: the same XADDs called from Lua (XADD_FROM_LUA,
+scheduler/store/lua/floor.py), with every value passed in, and with one entry's values already
+Lua strings (what redis.call('XADD', ...) itself costs).
 
 Shared by bench_enqueue.py (one instant, alternating rounds) and bench_scale.py (after the
 steady 10,000-schedule window, on the same server). Redis's own time comes from `INFO
@@ -10,12 +13,14 @@ every command it calls), not reading or parsing the request off the socket; Redi
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
 import redis
+
+from scheduler.store.lua import XADD_FROM_LUA
 
 Entry = tuple[str, Sequence[Any]]  # a stream key and an entry's fields, name and value by turns
 
@@ -131,6 +136,57 @@ def xadd_floor(sender: redis.Redis, admin: redis.Redis, entries: Sequence[Entry]
     return Cost.between(before, after, len(entries), wall_s)
 
 
+LUA_CALL_ENTRIES = 512  # entries per XADD_FROM_LUA call: ENQUEUE_STREAM's call size
+
+
+def lua_floor(
+    sender: redis.Redis, admin: redis.Redis, entries: Sequence[Entry], repeated: bool = False
+) -> Cost:
+    """XADD every entry from Lua (XADD_FROM_LUA), in calls of LUA_CALL_ENTRIES pipelined on one
+    connection, and what that cost Redis per run (cmdstat_evalsha). `repeated`: the first
+    entry written len(entries) times instead, its values made Lua strings once per call."""
+    if not entries:
+        raise RuntimeError("no entries to measure the floor with")
+    streams = sorted({key for key, _ in entries})
+    index = {key: i + 1 for i, key in enumerate(streams)}
+    names = list(entries[0][1][0::2])
+    if len(names) != 11:
+        raise RuntimeError(f"XADD_FROM_LUA writes DESIGN's 11 fields, not {len(names)}")
+    sha = sender.script_load(XADD_FROM_LUA)
+    calls: list[list[Any]] = []
+    if repeated:
+        key, fields = entries[0]
+        for start in range(0, len(entries), LUA_CALL_ENTRIES):
+            times = min(LUA_CALL_ENTRIES, len(entries) - start)
+            calls.append([*names, times, index[key], *fields[1::2]])
+    else:
+        for start in range(0, len(entries), LUA_CALL_ENTRIES):
+            call: list[Any] = [*names, 1]
+            for key, fields in entries[start : start + LUA_CALL_ENTRIES]:
+                call += [index[key], *fields[1::2]]
+            calls.append(call)
+    pool = sender.connection_pool
+    packer = pool.connection_class(**pool.connection_kwargs)
+    chunks = [
+        chunk
+        for call in calls
+        for chunk in packer.pack_command("EVALSHA", sha, len(streams), *streams, *call)
+    ]
+    before = command_stats(admin, "evalsha")
+    connection = pool.get_connection()
+    try:
+        started = time.perf_counter()
+        connection.send_packed_command(chunks)
+        written = sum(int(connection.read_response()) for _ in calls)
+        wall_s = time.perf_counter() - started
+    finally:
+        pool.release(connection)
+    after = command_stats(admin, "evalsha")
+    if after.failed != before.failed or written != len(entries):
+        raise RuntimeError(f"XADD_FROM_LUA wrote {written} of {len(entries)} entries")
+    return Cost.between(before, after, len(entries), wall_s)
+
+
 def floor_of_latest(
     client: redis.Redis,
     streams: Sequence[str],
@@ -138,21 +194,24 @@ def floor_of_latest(
     scratch: Any,
     rounds: int = 5,
     gap_s: float = 1.0,
+    measure: Callable[[redis.Redis, redis.Redis, Sequence[Entry]], Cost] | None = None,
 ) -> Cost:
     """The floor of what a daemon just wrote: its newest `count` entries XADDed again, as they
     are, into scratch streams (`scratch(i)` for the i-th of `streams`), once unmeasured (the
     new streams' first nodes), then `rounds` times `gap_s` apart, as a leader's instants come
     (an idle second lets the caches go cold: back-to-back rounds measure a warmer Redis than
-    the daemon's writes met); the round of median Redis time."""
+    the daemon's writes met); the round of median Redis time. `measure`: xadd_floor unless
+    another (lua_floor) is given."""
+    write = measure or xadd_floor
     keys = {key: scratch(i) for i, key in enumerate(streams)}
     entries = [(keys[key], fields) for key, fields in latest_entries(client, streams, count)]
     if not entries:
         raise RuntimeError("no entries to measure the floor with")
-    xadd_floor(client, client, entries)
+    write(client, client, entries)
     costs = []
     for _ in range(rounds):
         time.sleep(gap_s)
-        costs.append(xadd_floor(client, client, entries))
+        costs.append(write(client, client, entries))
     costs.sort(key=lambda cost: cost.redis_us_per_run)
     for key in set(keys.values()):
         client.delete(key)

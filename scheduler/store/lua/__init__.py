@@ -1,13 +1,15 @@
 """Every Lua script cronlease runs, in one place: each with its KEYS and ARGV contract.
 
 lease.py (the lease and the replicas' bookkeeping), enqueue.py (runs into cronlease's streams),
-targets.py (runs into other job systems' queues), workqueue.py (cronlease's own worker). The
-typed calls around them are in scheduler/store/scripts.py and workqueue.py. All of cronlease's
-keys share the namespace hash tag (see keys.py), so each script may touch any of them, on Redis
-Cluster too.
+targets.py (runs into other job systems' queues), remote.py (a relayed in-Redis target's other
+instance), workqueue.py (cronlease's own worker), floor.py (bench/ only: the least a script that
+writes runs costs). The typed calls around them are in scheduler/store/scripts.py and
+workqueue.py. All of cronlease's keys share the namespace hash tag (see keys.py), so each script
+may touch any of them, on Redis Cluster too.
 """
 
 from scheduler.store.lua.enqueue import _LUA_RFC3339, BACKFILL, ENQUEUE_STREAM, MANUAL
+from scheduler.store.lua.floor import XADD_FROM_LUA
 from scheduler.store.lua.lease import (
     ACQUIRE,
     ADVANCE_CURSORS,
@@ -41,5 +43,6 @@ __all__ = [
     "REPLAY",
     "SETTLE",
     "WRITE_RUNS",
+    "XADD_FROM_LUA",
     "_LUA_RFC3339",
 ]
