@@ -214,8 +214,7 @@ class Scripts:
         items = list(positions.items())
         for start in range(0, len(items), ADVANCE_CHUNK):
             args: list[str | int] = [lease_value]
-            for name, position in items[start : start + ADVANCE_CHUNK]:
-                args += (name, position)
+            args += [value for pair in items[start : start + ADVANCE_CHUNK] for value in pair]
             if int(self._advance(keys=[k.leader, k.cursor], args=args)) < 0:
                 return False
         return True
@@ -322,7 +321,7 @@ class EnqueueReply:
 
 
 TOO_EARLY = -2
-ADVANCE_CHUNK = 5000
+ADVANCE_CHUNK = 2000  # ADVANCE_CURSORS unpacks 2 values per schedule; Lua's limit is ~8,000
 EARLY_RETRIES = 200
 EARLY_PAUSE_S = 0.005
 
