@@ -83,6 +83,7 @@ class _Answer:
     pid: int
     version: str
     executable: str
+    loading: bool = False  # still reading its AOF or RDB: commands get LOADING meanwhile
 
 
 def data_dir_for(config_path: str) -> str:
@@ -133,6 +134,7 @@ def ensure_embedded_redis(config_path: str, *, timeout_s: float = 10.0) -> Embed
             )
             if running is None:
                 return _start(data_dir, socket_path, deadline)
+    _wait_loaded(socket_path, running, deadline)
     log.info(
         "reusing embedded redis-server pid=%d binary=%s version=%s socket=%s",
         running.pid,
@@ -256,7 +258,7 @@ def _running_server(socket_path: str) -> _Answer | None:
     )
     try:
         # INFO, not PING: it also answers while the server is still loading its AOF.
-        info = client.info("server")
+        info = {**client.info("server"), **client.info("persistence")}
     except (redis.ConnectionError, redis.TimeoutError, OSError):
         return None
     except redis.ResponseError as error:
@@ -264,8 +266,25 @@ def _running_server(socket_path: str) -> _Answer | None:
     finally:
         client.close()
     return _Answer(
-        int(info["process_id"]), str(info["redis_version"]), str(info.get("executable", "?"))
+        int(info["process_id"]),
+        str(info["redis_version"]),
+        str(info.get("executable", "?")),
+        bool(int(info.get("loading", 0))),
     )
+
+
+def _wait_loaded(socket_path: str, answer: _Answer, deadline: float) -> None:
+    """Wait, until `deadline`, for a server that answers to finish loading its data: returned
+    earlier, the caller's first command would get LOADING. Past the deadline it goes on anyway
+    (a big AOF may take longer; every caller already waits out LOADING as Redis being away)."""
+    while answer.loading and time.monotonic() < deadline:
+        time.sleep(_POLL_INTERVAL_S)
+        now = _running_server(socket_path)
+        if now is None:
+            return  # gone meanwhile: the caller's first command says so
+        answer = now
+    if answer.loading:
+        log.warning("embedded redis-server pid=%d is still loading its data", answer.pid)
 
 
 @contextmanager
@@ -347,6 +366,7 @@ def _start_server(data_dir: str, socket_path: str, deadline: float, server: str)
     while True:
         running = _running_server(socket_path)
         if running is not None:
+            _wait_loaded(socket_path, running, deadline)
             return running.pid
         new_pid = _read_pid(pid_path)
         if new_pid is not None and not redis_process_alive(new_pid):

@@ -179,6 +179,25 @@ def report_of(replica: subprocess.Popen[str]) -> dict[str, object]:
 
 
 class TestEnsureEmbeddedRedis:
+    def test_a_restarted_server_is_returned_only_once_its_data_is_loaded(
+        self, config_path: str
+    ) -> None:
+        """Returned while still reading its AOF, the server would answer the caller's first
+        command with LOADING (seen in CI: BusyLoadingError on the GET right after a start)."""
+        server = ensure_embedded_redis(config_path)
+        client = connect(server)
+        fill = "for i = 1, tonumber(ARGV[1]) do redis.call('SET', 'k' .. i, i) end"
+        client.eval(fill, 0, 300_000)  # a few hundred ms to load again
+        client.close()
+        stop(server)
+
+        again = ensure_embedded_redis(config_path, timeout_s=30)
+        client = connect(again)
+        # No retry on LOADING in this client: one command, right away.
+        assert client.info("persistence")["loading"] == 0
+        assert client.dbsize() == 300_000
+        client.close()
+
     def test_first_start_creates_a_private_socket_and_persists_writes(
         self, config_path: str
     ) -> None:
