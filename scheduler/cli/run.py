@@ -28,8 +28,8 @@ from scheduler.store.embedded import (
     EmbeddedRedis,
     embedded_url,
     ensure_embedded_redis,
-    shutdown_if_last,
 )
+from scheduler.store.embeddedstop import shutdown_if_last
 from scheduler.store.keys import Keys
 from scheduler.store.lease import LeaseTiming, TimingError
 from scheduler.store.topology import TopologyError, check_keys, parse_topology

@@ -17,7 +17,7 @@ Files in the data folder:
 - the AOF and RDB files (`appendonly.aof` on Redis 6, `appendonlydir/` on Redis 7)
 
 Which binary may start on the folder (and why another release line is refused) and the redis.conf
-it starts with are serverrecord's.
+it starts with are serverrecord's; the last replica's stop of the server is embeddedstop's.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ import fcntl
 import hashlib
 import logging
 import os
-import shlex
 import stat
 import subprocess
 import tempfile
@@ -40,7 +39,6 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from scheduler.core.wording import plural
 from scheduler.store.liveness import redis_process_alive
 from scheduler.store.serverrecord import choose_binary, write_conf
 
@@ -58,7 +56,6 @@ _MAX_SOCKET_PATH_BYTES = 100
 _POLL_INTERVAL_S = 0.02
 _LOG_TAIL_LINES = 20
 # Other clients named in the "left running" line; the count covers the rest.
-_CLIENTS_SHOWN = 3
 
 
 @dataclass(frozen=True)
@@ -151,75 +148,6 @@ def ensure_embedded_redis(config_path: str, *, timeout_s: float = 10.0) -> Embed
         running.executable,
         running.version,
     )
-
-
-def shutdown_if_last(
-    client: redis.Redis, own_name: str, *, name_prefix: str = "cronlease-"
-) -> bool:
-    """SHUTDOWN SAVE the embedded server if nothing but this replica is connected to it.
-
-    Replicas name their connections `cronlease-<replica-id>`; connections named `own_name` are
-    this replica's own pool and do not count. Any other connection keeps the server running:
-    another replica, and just as much a worker reading a stream or a redis-cli, whose connection
-    a shutdown would cut under it. Returns True if the server was shut down. A replica that is
-    between reconnects is invisible here, so replicas must re-run ensure_embedded_redis when the
-    socket disappears under them.
-    """
-    replicas, clients = _others_connected(client.client_list(), own_name, name_prefix)
-    if replicas or clients:
-        socket_path = client.connection_pool.connection_kwargs.get("path")
-        reason = _left_running(replicas, clients, str(socket_path or ""))
-        log.info("embedded redis-server left running: %s", reason)
-        return False
-    pool = client.connection_pool
-    # A client of its own without retries: the hang-up is how SHUTDOWN succeeds, and the
-    # caller's retry policy would answer it by reconnecting to a server that is going away.
-    options = {**pool.connection_kwargs, "retry": Retry(NoBackoff(), 0)}
-    one_shot = redis.Redis(
-        connection_pool=redis.ConnectionPool(connection_class=pool.connection_class, **options)
-    )
-    try:
-        one_shot.shutdown(save=True)  # returns once the server has hung up
-    except redis.ResponseError as error:
-        raise RuntimeError(f"redis-server refused SHUTDOWN SAVE: {error}") from error
-    finally:
-        one_shot.close()
-    log.info("embedded redis-server shut down: no other replica or client was connected")
-    return True
-
-
-def _others_connected(
-    entries: list[dict[str, str]], own_name: str, name_prefix: str = "cronlease-"
-) -> tuple[set[str], list[str]]:
-    """From CLIENT LIST: (names of the other cronlease replicas, one per replica rather than per
-    connection; every other connection, as `<name or unnamed>, last command <cmd>`)."""
-    replicas: set[str] = set()
-    clients: list[str] = []
-    for entry in entries:
-        name = entry.get("name", "")
-        if name.startswith(name_prefix) and name != own_name:
-            replicas.add(name)
-        elif name != own_name:
-            clients.append(f"{name or 'unnamed'}, last command {entry.get('cmd', '?')}")
-    return replicas, clients
-
-
-def _left_running(replicas: set[str], clients: list[str], socket_path: str) -> str:
-    """E.g. `2 other cronlease replicas, 1 other client (unnamed, last command xread)`."""
-    parts = [plural(len(replicas), "other cronlease replica")] if replicas else []
-    if clients:
-        shown = "; ".join(clients[:_CLIENTS_SHOWN])
-        if len(clients) > _CLIENTS_SHOWN:
-            shown += f"; {len(clients) - _CLIENTS_SHOWN} more"
-        parts.append(f"{plural(len(clients), 'other client')} ({shown})")
-    text = ", ".join(parts)
-    if not replicas and socket_path:
-        # No replica is left to stop it later: say how, or it runs until someone notices.
-        text += (
-            "; the next replica started from this folder reuses it, and `redis-cli -s "
-            f"{shlex.quote(socket_path)} shutdown` stops it once those clients are done"
-        )
-    return text
 
 
 def _start(data_dir: str, socket_path: str, deadline: float) -> EmbeddedRedis:

@@ -27,9 +27,9 @@ from scheduler.store.embedded import (
     EmbeddedRedis,
     data_dir_for,
     ensure_embedded_redis,
-    shutdown_if_last,
     socket_path_for,
 )
+from scheduler.store.embeddedstop import shutdown_if_last
 from scheduler.store.liveness import redis_process_alive
 from scheduler.store.redisbin import SERVER_ENV, find_redis_server, server_version
 from scheduler.store.serverrecord import RECORD_NAME, IncompatibleDataError
