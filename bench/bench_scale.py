@@ -465,7 +465,10 @@ def steady(ctx: Context, result: Result) -> None:
         tally = WindowTally(names, first, last)
         tally.add(read_all(client, streams))
         ctx.progress(f"steady {size:,}: the floor, a bare XADD of the same {size:,} entries")
-        scratch = lambda i: KEYS.queue(f"floor-{i}")  # noqa: E731
+
+        def scratch(i: int) -> str:
+            return KEYS.queue(f"floor-{i}")
+
         floor = floor_of_latest(client, streams, size, scratch)
         ctx.progress(f"steady {size:,}: the floor from Lua, the same entries")
         from_lua = floor_of_latest(client, streams, size, scratch, measure=lua_floor)

@@ -112,28 +112,34 @@ def latest_entries(client: redis.Redis, streams: Sequence[str], count: int) -> l
     return found[:count]
 
 
-def xadd_floor(sender: redis.Redis, admin: redis.Redis, entries: Sequence[Entry]) -> Cost:
-    """XADD every entry, all pipelined on one connection (RESP-encoded before the first is
-    sent), and what that cost Redis per run."""
+def _pipelined(
+    sender: redis.Redis, admin: redis.Redis, stat: str, commands: Sequence[Sequence[Any]], runs: int
+) -> tuple[list[Any], Cost]:
+    """Send `commands` on one connection, RESP-encoded before the first is sent, then read
+    every reply; their replies, and what they cost Redis per run (cmdstat_<stat>). Raises if
+    one failed inside Redis."""
     pool = sender.connection_pool
     packer = pool.connection_class(**pool.connection_kwargs)
-    chunks = [
-        chunk for key, fields in entries for chunk in packer.pack_command("XADD", key, "*", *fields)
-    ]
-    before = command_stats(admin, "xadd")
+    chunks = [chunk for command in commands for chunk in packer.pack_command(*command)]
+    before = command_stats(admin, stat)
     connection = pool.get_connection()
     try:
         started = time.perf_counter()
         connection.send_packed_command(chunks)
-        for _ in entries:
-            connection.read_response()
+        replies = [connection.read_response() for _ in commands]
         wall_s = time.perf_counter() - started
     finally:
         pool.release(connection)
-    after = command_stats(admin, "xadd")
+    after = command_stats(admin, stat)
     if after.failed != before.failed:
-        raise RuntimeError("a bare XADD failed inside Redis")
-    return Cost.between(before, after, len(entries), wall_s)
+        raise RuntimeError(f"a {stat.upper()} failed inside Redis")
+    return replies, Cost.between(before, after, runs, wall_s)
+
+
+def xadd_floor(sender: redis.Redis, admin: redis.Redis, entries: Sequence[Entry]) -> Cost:
+    """XADD every entry, all pipelined on one connection, and what that cost Redis per run."""
+    commands = [("XADD", key, "*", *fields) for key, fields in entries]
+    return _pipelined(sender, admin, "xadd", commands, len(entries))[1]
 
 
 LUA_CALL_ENTRIES = 512  # entries per XADD_FROM_LUA call: ENQUEUE_STREAM's call size
@@ -165,26 +171,12 @@ def lua_floor(
             for key, fields in entries[start : start + LUA_CALL_ENTRIES]:
                 call += [index[key], *fields[1::2]]
             calls.append(call)
-    pool = sender.connection_pool
-    packer = pool.connection_class(**pool.connection_kwargs)
-    chunks = [
-        chunk
-        for call in calls
-        for chunk in packer.pack_command("EVALSHA", sha, len(streams), *streams, *call)
-    ]
-    before = command_stats(admin, "evalsha")
-    connection = pool.get_connection()
-    try:
-        started = time.perf_counter()
-        connection.send_packed_command(chunks)
-        written = sum(int(connection.read_response()) for _ in calls)
-        wall_s = time.perf_counter() - started
-    finally:
-        pool.release(connection)
-    after = command_stats(admin, "evalsha")
-    if after.failed != before.failed or written != len(entries):
+    commands = [("EVALSHA", sha, len(streams), *streams, *call) for call in calls]
+    replies, cost = _pipelined(sender, admin, "evalsha", commands, len(entries))
+    written = sum(int(reply) for reply in replies)
+    if written != len(entries):
         raise RuntimeError(f"XADD_FROM_LUA wrote {written} of {len(entries)} entries")
-    return Cost.between(before, after, len(entries), wall_s)
+    return cost
 
 
 def floor_of_latest(

@@ -17,7 +17,7 @@ from scheduler.core.wording import plural
 
 log = logging.getLogger("scheduler.store.embedded")
 
-_CLIENTS_SHOWN = 3
+_CLIENTS_SHOWN = 3  # other clients named in the "left running" line; the count covers the rest
 
 
 def shutdown_if_last(
