@@ -45,8 +45,8 @@ def test_a_thousand_runs_survive_random_sigkills_of_their_workers(
         if not groups:
             return []
         summary = redis.xpending(KEYS.queue("default"), groups[0]["name"])
-        names = {str(c["name"]): int(c["pending"]) for c in summary["consumers"] or []}
-        return [w for w in workers if names.get(w.name, 0) > 0]
+        pending = {str(c["name"]): int(c["pending"]) for c in summary["consumers"] or []}
+        return [w for w in workers if pending.get(w.name, 0) > 0]
 
     try:
         # Kill while there is work left: a random worker every 0.2-0.5 s, replaced at once.
